@@ -1,0 +1,201 @@
+"""Spectral-normalised layers with the original code's semantics.
+
+Original: `ops.spectral_normed_weight` (brain-research self-attention-gan).
+A weight W of any rank is viewed as `W_mat = reshape(W, [-1, out])`; a
+non-trainable `u` [1, out] drives one power iteration per call:
+
+    v     = l2n(u @ W_mat^T)        [1, in]
+    u'    = l2n(v @ W_mat)          [1, out]
+    sigma = v @ W_mat @ u'^T        scalar
+    W_bar = W / sigma
+
+with no stop-gradient anywhere (the gradient reaches W through v, u' and sigma
+too) and `u <- u'` assigned only when the call says `update_u=True`.
+
+This is NOT `keras.layers.SpectralNormalization`, which overwrites the kernel
+with W / sigma and cuts the gradient through sigma.
+
+The power iteration always runs in float32, also under bfloat16 mixed
+precision; only the normalised kernel is cast to the compute dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import keras
+import tensorflow as tf
+
+
+def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
+  """x / (||x||_2 + eps) over the whole tensor (the original's `_l2normalize`)."""
+  # `** 2` and `** 0.5` as in the original, so that rounding matches it.
+  return x / (tf.reduce_sum(x ** 2) ** 0.5 + eps)
+
+
+def power_iteration(w_mat: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """One power iteration: (sigma scalar, u_new [1, out]) for w_mat [in, out], u [1, out]."""
+  v = l2_normalize(tf.matmul(u, w_mat, transpose_b=True))
+  u_new = l2_normalize(tf.matmul(v, w_mat))
+  sigma = tf.squeeze(tf.matmul(tf.matmul(v, w_mat), u_new, transpose_b=True))
+  return sigma, u_new
+
+
+def spectral_normalize(w: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """(W_bar, sigma, u_new) for a weight w of any rank (last axis = outputs)."""
+  shape = tf.shape(w)
+  w_mat = tf.reshape(w, [-1, w.shape[-1]])
+  sigma, u_new = power_iteration(w_mat, u)
+  return tf.reshape(w_mat / sigma, shape), sigma, u_new
+
+
+def u_variable(out_dim: int, name: str = "u") -> keras.Variable:
+  """The power-iteration vector [1, out]: truncated normal, stddev 1 (TF1 default).
+
+  Synchronisation ON_READ with ONLY_FIRST_REPLICA aggregation: `u'` depends
+  only on W and u, never on data, so every replica computes the same `u'`
+  from mirrored weights and keeps its own copy without any cross-replica
+  communication; a checkpoint saves replica 0's copy and a restore writes
+  all copies (BUILD_NOTES.md, "u under tf.distribute").
+  """
+  return keras.Variable(
+      initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0),
+      shape=(1, out_dim), dtype="float32", trainable=False, autocast=False,
+      aggregation="only_first_replica", synchronization="on_read", name=name)
+
+
+class SNLayer(keras.layers.Layer):
+  """Base: owns `u`, normalises a float32 kernel, assigns `u` on request.
+
+  Subclasses set `self.tf1_scope` (the original variable scope, e.g.
+  "g_block1/snconv1") and implement `tf1_variables()`.
+  """
+
+  def __init__(self, tf1_scope: str, **kwargs):
+    kwargs.setdefault("name", tf1_scope.replace("/", "__"))
+    super().__init__(**kwargs)
+    self.tf1_scope = tf1_scope
+
+  def normalized(self, w, update_u: bool) -> tf.Tensor:
+    """W / sigma in the compute dtype; assigns u <- u' when update_u."""
+    w_bar, _, u_new = spectral_normalize(tf.convert_to_tensor(w), tf.convert_to_tensor(self.u))
+    if update_u:
+      self.u.assign(u_new)
+    return tf.cast(w_bar, self.compute_dtype)
+
+  def sigma(self) -> tf.Tensor:
+    """Current spectral-norm estimate (one iteration from u; does not assign)."""
+    _, sigma, _ = spectral_normalize(tf.convert_to_tensor(self.kernel_variable),
+                                     tf.convert_to_tensor(self.u))
+    return sigma
+
+  @property
+  def kernel_variable(self):
+    """The weight whose last axis is the output axis (what `u` iterates on)."""
+    raise NotImplementedError
+
+  def tf1_variables(self) -> Dict[str, keras.Variable]:
+    raise NotImplementedError
+
+
+class SNConv2D(SNLayer):
+  """Spectral-normalised conv, stride 1, SAME (`ops.snconv2d` / `sn_conv1x1`).
+
+  Input [B, H, W, Cin] -> [B, H, W, filters]. Variables `w`
+  [k, k, Cin, filters] (Glorot uniform), `biases` [filters] (zeros, when
+  use_bias), `u` [1, filters].
+  """
+
+  def __init__(self, filters: int, kernel_size: int, tf1_scope: str,
+               use_bias: bool = True, **kwargs):
+    super().__init__(tf1_scope, **kwargs)
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.use_bias = use_bias
+
+  def build(self, input_shape):
+    k = self.kernel_size
+    self.w = self.add_weight(
+        name="w", shape=(k, k, int(input_shape[-1]), self.filters),
+        initializer=keras.initializers.GlorotUniform(), dtype="float32", autocast=False)
+    self.u = u_variable(self.filters)
+    if self.use_bias:
+      self.biases = self.add_weight(name="biases", shape=(self.filters,),
+                                    initializer="zeros", dtype="float32", autocast=False)
+
+  @property
+  def kernel_variable(self):
+    return self.w
+
+  def call(self, x, update_u=True):
+    w_bar = self.normalized(self.w, update_u)
+    y = tf.nn.conv2d(x, w_bar, strides=1, padding="SAME")
+    if self.use_bias:
+      y = tf.nn.bias_add(y, tf.cast(self.biases, y.dtype))
+    return y
+
+  def tf1_variables(self):
+    out = {"w": self.w, "u": self.u}
+    if self.use_bias:
+      out["biases"] = self.biases
+    return out
+
+
+class SNDense(SNLayer):
+  """Spectral-normalised linear layer (`ops.snlinear`): [B, in] -> [B, units].
+
+  Variables `Matrix` [in, units] (Glorot uniform), `bias` [units] (zeros), `u`.
+  """
+
+  def __init__(self, units: int, tf1_scope: str, **kwargs):
+    super().__init__(tf1_scope, **kwargs)
+    self.units = units
+
+  def build(self, input_shape):
+    self.matrix = self.add_weight(
+        name="Matrix", shape=(int(input_shape[-1]), self.units),
+        initializer=keras.initializers.GlorotUniform(), dtype="float32", autocast=False)
+    self.u = u_variable(self.units)
+    self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros",
+                                dtype="float32", autocast=False)
+
+  @property
+  def kernel_variable(self):
+    return self.matrix
+
+  def call(self, x, update_u=True):
+    w_bar = self.normalized(self.matrix, update_u)
+    return tf.matmul(x, w_bar) + tf.cast(self.bias, x.dtype)
+
+  def tf1_variables(self):
+    return {"Matrix": self.matrix, "u": self.u, "bias": self.bias}
+
+
+class SNEmbedding(SNLayer):
+  """Spectral-normalised class embedding (`ops.sn_embedding`): labels [B] -> [B, dim].
+
+  The map [num_classes, dim] (Glorot uniform) is normalised on its transpose,
+  as the original does, so `u` has shape [1, num_classes].
+  """
+
+  def __init__(self, num_classes: int, dim: int, tf1_scope: str, **kwargs):
+    super().__init__(tf1_scope, **kwargs)
+    self.num_classes = num_classes
+    self.dim = dim
+
+  def build(self, input_shape):
+    self.embedding_map = self.add_weight(
+        name="embedding_map", shape=(self.num_classes, self.dim),
+        initializer=keras.initializers.GlorotUniform(), dtype="float32", autocast=False)
+    self.u = u_variable(self.num_classes)
+
+  @property
+  def kernel_variable(self):
+    return tf.transpose(self.embedding_map)
+
+  def call(self, labels, update_u=True):
+    w_bar_t = self.normalized(tf.transpose(self.embedding_map), update_u)
+    return tf.gather(tf.transpose(w_bar_t), labels)
+
+  def tf1_variables(self):
+    return {"embedding_map": self.embedding_map, "u": self.u}

@@ -1,0 +1,59 @@
+"""Command line: `python -m sagan_tf.main MODE [--flags]` (what ./run.sh calls).
+
+The only place flags are read: flags -> Config -> the mode's function.
+Modes: train (default), eval, export, sample, attention, bench.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from absl import app, flags, logging
+
+from sagan_tf import config as config_lib
+from sagan_tf.errors import UserError
+
+# mode -> "module:function"; each function takes a Config. Imported lazily so
+# `--help` and bad-flag errors come back without loading TensorFlow.
+MODES = {
+    "train": "sagan_tf.train.loop:train",
+    "eval": "sagan_tf.eval.run:evaluate",
+    "export": "sagan_tf.export:export",
+    "sample": "sagan_tf.tools.sample:sample",
+    "attention": "sagan_tf.tools.attention_maps:attention",
+    "bench": "sagan_tf.bench:bench",
+}
+
+config_lib.define_flags()
+
+
+def _run(argv):
+  mode = argv[1] if len(argv) > 1 else "train"
+  if len(argv) > 2:
+    raise app.UsageError(f"Unexpected arguments {argv[2:]}; flags take the form --name=value.")
+  if mode not in MODES:
+    raise app.UsageError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)} "
+                         "(or 'test' / 'convert' through run.sh).")
+  try:
+    cfg = config_lib.from_flags(flags.FLAGS)
+  except config_lib.ConfigError as e:
+    logging.error("%s", e)
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  module_name, fn_name = MODES[mode].split(":")
+  fn = getattr(importlib.import_module(module_name), fn_name)
+  try:
+    result = fn(cfg)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return result if isinstance(result, int) else 0
+
+
+def main():
+  app.run(_run)
+
+
+if __name__ == "__main__":
+  main()
