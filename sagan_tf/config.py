@@ -276,7 +276,7 @@ def _flag_kind(field: dataclasses.Field) -> str:
 def define_flags(flag_values=None) -> None:
   """Defines one absl flag per Config field (idempotent)."""
   from absl import flags
-  fv = flag_values or flags.FLAGS
+  fv = flag_values if flag_values is not None else flags.FLAGS
   for field in dataclasses.fields(Config):
     if field.name in fv:
       continue
@@ -314,7 +314,7 @@ def _parse_value(field: dataclasses.Field, value):
 def from_flags(flag_values=None) -> Config:
   """Config from parsed absl flags: the preset, then every flag set by the user."""
   from absl import flags
-  fv = flag_values or flags.FLAGS
+  fv = flag_values if flag_values is not None else flags.FLAGS
   cfg = Config.preset(fv["preset"].value)
   overrides: Dict[str, Any] = {}
   for field in dataclasses.fields(Config):
