@@ -1,0 +1,260 @@
+"""`./run.sh eval --model_dir=DIR`: IS / FID (or the shapes metrics) of a run.
+
+Like the original's eval_imagenet.py: num_samples generated images (generator
+in inference mode, z ~ N(0, 1), labels uniform, batches of eval_batch_size)
+and num_samples real images go through the feature network; IS from its
+logits, FID from its features. Unlike it, both sides are streamed into
+running statistics, and the real side is cached (stats_cache).
+
+Feature network (`--classifier`): `auto` = Inception when --inception_path is
+given or the data is not `shapes`, else the shapes classifier; `inception`;
+`shapes`. With the shapes classifier the run reports the Fréchet classifier
+distance (FCD), classifier score, class consistency (fraction of generated
+images classified as their conditioning label), the real-vs-real FCD of two
+disjoint real sets (the floor a perfect generator would reach at this sample
+size) and FCD per class.
+
+Writes MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars under
+MODEL_DIR/eval; `--watch` evaluates each new checkpoint as training writes it
+(the original's continuous evaluation) until the run's last step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sagan_tf import config as config_lib
+from sagan_tf.errors import UserError
+from sagan_tf.eval import classifiers, metrics, published, stats_cache, stream
+
+# Fields an eval invocation may change on top of the run's config.json.
+EVAL_FIELDS = ("num_samples", "eval_batch_size", "inception_path", "stats_dir",
+               "intra_fid_classes", "use_ema", "classifier", "watch",
+               "compare_published", "seed", "checkpoint", "eval_split", "dataset",
+               "tfds_data_dir", "log_every_secs")
+
+EVAL_SUBDIR = "eval"
+
+
+# ------------------------------------------------------------------- config
+def eval_config(cli_cfg: config_lib.Config) -> config_lib.Config:
+  """The run's config.json, with the eval fields the command line changed.
+
+  A field counts as changed when it differs from the command line preset's
+  default (Config holds values, not which flags were typed).
+  """
+  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
+  run_cfg = checkpoints.load_run_config(cli_cfg.model_dir)
+  defaults = config_lib.Config.preset(cli_cfg.preset)
+  overrides = {f: getattr(cli_cfg, f) for f in EVAL_FIELDS
+               if getattr(cli_cfg, f) != getattr(defaults, f)}
+  return dataclasses.replace(run_cfg, model_dir=cli_cfg.model_dir, **overrides)
+
+
+def eval_dir(cfg) -> str:
+  return os.path.join(cfg.model_dir, EVAL_SUBDIR)
+
+
+def stats_dir(cfg) -> str:
+  return cfg.stats_dir or eval_dir(cfg)
+
+
+def _is_shapes(cfg) -> bool:
+  return cfg.dataset.split(":", 1)[0] == "shapes"
+
+
+def choose_classifier(cfg) -> classifiers.Classifier:
+  """Inception or the shapes classifier, as --classifier / --inception_path say."""
+  use_shapes = (cfg.classifier == "shapes" or
+                (cfg.classifier == "auto" and _is_shapes(cfg) and not cfg.inception_path))
+  if not use_shapes:
+    return classifiers.load_inception(cfg.inception_path)
+  if not _is_shapes(cfg):
+    raise UserError(f"--classifier=shapes scores the shapes dataset only, but the run's "
+                    f"data is --dataset={cfg.dataset}; use --classifier=inception with "
+                    "--inception_path=DIR.")
+  return classifiers.shapes_classifier(stats_dir(cfg), image_size=cfg.image_size,
+                                       seed=cfg.seed)
+
+
+def _intra(cfg, classifier) -> Tuple[int, ...]:
+  if classifier.name.startswith("shapes") and not cfg.intra_fid_classes:
+    return tuple(range(cfg.num_classes))  # cheap at 10 classes: always reported
+  return metrics.intra_classes(cfg.num_classes, cfg.intra_fid_classes)
+
+
+# -------------------------------------------------------------------- real
+def _real_batches(cfg, num_images: int, part: int) -> Iterator:
+  from sagan_tf import data  # pylint: disable=g-import-not-at-top
+  dataset = data.real_images_for_eval(cfg, num_images, part=part)
+  try:
+    for images, labels in dataset:
+      yield images, labels.numpy()
+  except (tf.errors.OpError, ValueError) as e:
+    user_error = data.translate_data_error(e)
+    if user_error is not None:
+      raise user_error from e
+    raise
+
+
+def real_stats(cfg, classifier, intra: Tuple[int, ...], part: int = 0) -> metrics.EvalStats:
+  """Statistics of real set `part` (0, 1, ... disjoint), cached in stats_dir."""
+  key = stats_cache.StatsKey(
+      dataset=cfg.dataset, image_size=cfg.image_size, classifier=classifier.name,
+      num_samples=cfg.num_samples, split=cfg.eval_split, intra_classes=intra,
+      part=part, data_seed=cfg.seed if _is_shapes(cfg) else -1)
+  return stats_cache.load_or_compute(
+      stats_dir(cfg), key,
+      lambda: stream.accumulate(classifier, _real_batches(cfg, cfg.num_samples, part),
+                                cfg.num_samples, intra, what=f"real images (set {part})",
+                                log_every_secs=cfg.log_every_secs))
+
+
+# --------------------------------------------------------------- generated
+def generated_batches(cfg, generator, seed: int) -> Iterator:
+  """(images [b, S, S, 3] in [-1, 1], labels [b]) for cfg.num_samples images.
+
+  z ~ N(0, 1) and labels uniform over the classes, from a generator seeded
+  by `seed`: every checkpoint is scored on the same z and labels.
+  """
+  rng = tf.random.Generator.from_seed(seed)
+
+  @tf.function
+  def sample(z, labels):
+    return generator(z, labels, training=False, update_u=False)
+
+  for size in metrics.split_batches(cfg.num_samples, cfg.eval_batch_size):
+    z = rng.normal([size, cfg.z_dim])
+    labels = rng.uniform([size], 0, cfg.num_classes, dtype=tf.int32)
+    yield sample(z, labels), labels.numpy()
+
+
+# ---------------------------------------------------------------- one step
+class Evaluator:
+  """Holds the feature network and real statistics across checkpoints."""
+
+  def __init__(self, cfg):
+    self.cfg = cfg
+    self.classifier = choose_classifier(cfg)
+    self.shapes = self.classifier.name.startswith("shapes")
+    self.intra = _intra(cfg, self.classifier)
+    self.real = real_stats(cfg, self.classifier, self.intra, part=0)
+    self.real_floor = None
+    if self.shapes:
+      second = real_stats(cfg, self.classifier, (), part=1)
+      self.real_floor = metrics.frechet_distance(self.real.features, second.features)
+
+  def __call__(self, generator, step: int) -> Dict:
+    cfg, start = self.cfg, time.time()
+    fake = stream.accumulate(self.classifier, generated_batches(cfg, generator, cfg.seed),
+                             cfg.num_samples, self.intra,
+                             what=f"generated images (step {step})",
+                             log_every_secs=cfg.log_every_secs)
+    distance = metrics.frechet_distance(fake.features, self.real.features)
+    score = fake.logits.score()
+    result = {"step": int(step), "num_samples": fake.features.count,
+              "classifier": self.classifier.name, "dataset": cfg.dataset,
+              "seed": cfg.seed}
+    intra_mean, intra_per = (None, {})
+    if self.intra:
+      intra_mean, intra_per = metrics.intra_frechet_distance(fake.per_class,
+                                                             self.real.per_class)
+      result["intra_fid_images_per_class"] = round(
+          float(np.mean([fake.per_class[c].count for c in intra_per])), 1)
+    if self.shapes:
+      result.update({
+          "fcd": distance, "classifier_score": score,
+          "class_consistency": fake.label_accuracy,
+          "real_vs_real_fcd": self.real_floor,
+          "real_classifier_score": self.real.logits.score(),
+          "real_label_accuracy": self.real.label_accuracy,
+          "classifier_test_accuracy": self.classifier.test_accuracy,
+          "intra_fcd": intra_mean,
+          "intra_fcd_per_class": {str(c): v for c, v in intra_per.items()}})
+    else:
+      result.update({"inception_score": score, "fid": distance})
+      if intra_mean is not None:
+        result["intra_fid"] = intra_mean
+        result["intra_fid_per_class"] = {str(c): v for c, v in intra_per.items()}
+    elapsed = time.time() - start
+    result["wall_time_s"] = round(elapsed, 2)
+    result["images_per_s"] = round(fake.features.count / max(elapsed, 1e-9), 1)
+    return result
+
+
+def write_result(cfg, result: Dict) -> str:
+  """MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars eval/<metric>."""
+  directory = eval_dir(cfg)
+  tf.io.gfile.makedirs(directory)
+  path = os.path.join(directory, f"step_{int(result['step']):07d}.json")
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
+  writer = tf.summary.create_file_writer(directory)
+  with writer.as_default():
+    for name, value in result.items():
+      if name not in ("step", "seed", "num_samples") and isinstance(value, float):
+        tf.summary.scalar(f"eval/{name}", value, step=int(result["step"]))
+  writer.flush()
+  writer.close()
+  return path
+
+
+def evaluate_generator(cfg, generator, step: int, evaluator: Optional[Evaluator] = None
+                       ) -> Dict:
+  """Scores one generator (e.g. at the end of training); writes and returns the result.
+
+  Args:
+    cfg: the run's Config (model_dir, dataset, eval fields).
+    generator: called as generator(z, labels, training=False, update_u=False).
+    step: the training step it was taken at.
+  """
+  evaluator = evaluator or Evaluator(cfg)
+  result = evaluator(generator, step)
+  path = write_result(cfg, result)
+  logging.info("Eval at step %d written to %s: %s", step, path, _summary(result))
+  return result
+
+
+def _summary(result: Dict) -> str:
+  keys = ("fcd", "classifier_score", "class_consistency", "real_vs_real_fcd", "intra_fcd",
+          "inception_score", "fid", "intra_fid", "images_per_s")
+  return ", ".join(f"{k} {result[k]:.4g}" for k in keys
+                   if isinstance(result.get(k), (int, float)))
+
+
+# -------------------------------------------------------------------- mode
+def _checkpoints_to_evaluate(cfg) -> Iterator[str]:
+  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
+  if not cfg.watch:
+    yield checkpoints.resolve_checkpoint(cfg.model_dir, cfg.checkpoint or None)
+    return
+  logging.info("Watching %s for new checkpoints (until step %d).",
+               checkpoints.checkpoint_dir(cfg.model_dir), cfg.train_steps)
+  for path in tf.train.checkpoints_iterator(checkpoints.checkpoint_dir(cfg.model_dir),
+                                            min_interval_secs=10):
+    yield path
+
+
+def evaluate(cli_cfg) -> int:
+  """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch."""
+  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
+  cfg = eval_config(cli_cfg)
+  evaluator = Evaluator(cfg)
+  for path in _checkpoints_to_evaluate(cfg):
+    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema)
+    result = evaluate_generator(cfg, generator, step, evaluator)
+    print(f"eval step {step}: {_summary(result)}", flush=True)
+    if cfg.compare_published:
+      print(published.format_comparison(result), flush=True)
+    if cfg.watch and step >= cfg.train_steps:
+      logging.info("Reached the run's last step %d; done watching.", cfg.train_steps)
+      break
+  return 0
