@@ -60,6 +60,10 @@ class Config:
   d_attention_res: Tuple[int, ...] = _f(
       (32,), "Resolutions after whose discriminator block self-attention is "
       "inserted (empty = none).")
+  cbn_decay: float = _f(0.999, "Moving-average decay of the conditional batch norms "
+                        "(inference statistics; original 0.999).")
+  output_bn_decay: float = _f(0.9999, "Moving-average decay of the last generator batch "
+                              "norm (original 0.9999: made for ~1M steps).")
   attention_variant: str = _f(
       "original", "Self-attention: 'original' (code: pooled keys, C/8 and C/2 "
       "convs) or 'paper' (f,g,h 1x1 convs to C/8 over all positions).",
@@ -213,6 +217,9 @@ class Config:
       if getattr(self, field) not in choices:
         raise ConfigError(f"--{field}={getattr(self, field)!r} is not one of "
                           f"{', '.join(choices)}.")
+    for name in ("cbn_decay", "output_bn_decay"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ConfigError(f"--{name}={getattr(self, name)} must be in [0, 1).")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ConfigError(f"--ema_decay={self.ema_decay} must be in [0, 1).")
     return self
@@ -252,6 +259,9 @@ def _demo() -> Config:
       g_attention_res=(16,), d_attention_res=(16,),
       lr_g=4e-4, lr_d=8e-4, batch_size=32, train_steps=4000,
       precision="bfloat16", ema_decay=0.99, ema_start=0,
+      # Inference-mode batch statistics must catch up within a 4000-step run:
+      # 0.9999 would still weigh the initial (0, 1) statistics by 45% at the end.
+      cbn_decay=0.99, output_bn_decay=0.99,
       dataset="shapes", shuffle_buffer=10_000, model_dir="runs/demo",
       checkpoint_every_steps=500, checkpoint_every_secs=300,
       sample_every_steps=500, summary_every_steps=50,

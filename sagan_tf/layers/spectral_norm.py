@@ -26,6 +26,8 @@ from typing import Dict, Tuple
 import keras
 import tensorflow as tf
 
+from sagan_tf.layers.fast_conv import conv2d_same
+
 
 def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
   """x / (||x||_2 + eps) over the whole tensor (the original's `_l2normalize`)."""
@@ -129,7 +131,8 @@ class SNConv2D(SNLayer):
 
   def call(self, x, update_u=True):
     w_bar = self.normalized(self.w, update_u)
-    y = tf.nn.conv2d(x, w_bar, strides=1, padding="SAME")
+    # = tf.nn.conv2d(x, w_bar, 1, "SAME"), with a faster backward pass on CPU (fast_conv.py).
+    y = conv2d_same(x, w_bar)
     if self.use_bias:
       y = tf.nn.bias_add(y, tf.cast(self.biases, y.dtype))
     return y

@@ -24,17 +24,18 @@ class GeneratorBlock(keras.layers.Layer):
   """Residual up block: x [B,H,W,Cin], labels [B] -> [B,2H,2W,Cout].
 
   x0 = x; x = relu(cbn_0(x, y)); up; x = snconv1 3x3; x = relu(cbn_1(x, y));
-  x = snconv2 3x3; return snconv3_1x1(up(x0)) + x.
+  x = snconv2 3x3; return snconv3_1x1(up(x0)) + x (computed as up(snconv3_1x1(x0))).
   """
 
   def __init__(self, out_channels: int, num_classes: int, tf1_scope: str,
-               cross_replica_bn: bool = False, **kwargs):
+               cross_replica_bn: bool = False, bn_decay: float = 0.999, **kwargs):
     kwargs.setdefault("name", tf1_scope)
     super().__init__(**kwargs)
     p = dict(dtype=self.dtype_policy)
-    self.cbn_0 = ConditionalBatchNorm(num_classes, f"{tf1_scope}/cbn_0", cross_replica_bn, **p)
+    bn = dict(cross_replica=cross_replica_bn, decay=bn_decay, **p)
+    self.cbn_0 = ConditionalBatchNorm(num_classes, f"{tf1_scope}/cbn_0", **bn)
     self.snconv1 = SNConv2D(out_channels, 3, f"{tf1_scope}/snconv1", **p)
-    self.cbn_1 = ConditionalBatchNorm(num_classes, f"{tf1_scope}/cbn_1", cross_replica_bn, **p)
+    self.cbn_1 = ConditionalBatchNorm(num_classes, f"{tf1_scope}/cbn_1", **bn)
     self.snconv2 = SNConv2D(out_channels, 3, f"{tf1_scope}/snconv2", **p)
     self.snconv3 = SNConv2D(out_channels, 1, f"{tf1_scope}/snconv3", **p)
 
@@ -44,7 +45,10 @@ class GeneratorBlock(keras.layers.Layer):
     x = self.snconv1(upsample_2x(x), update_u=update_u)
     x = tf.nn.relu(self.cbn_1(x, labels, training=training))
     x = self.snconv2(x, update_u=update_u)
-    return self.snconv3(upsample_2x(x0), update_u=update_u) + x
+    # The original's snconv3(up(x0)). A 1x1 conv acts on each pixel alone, so
+    # it commutes with nearest-neighbour upsampling: up(snconv3(x0)) is the same
+    # values at a quarter of the FLOPs (notes_speed.md).
+    return upsample_2x(self.snconv3(x0, update_u=update_u)) + x
 
 
 class Generator(TF1NamedModel):
@@ -68,12 +72,12 @@ class Generator(TF1NamedModel):
     attn_res = tuple(cfg.g_attention_res)
     for i, m in enumerate(mults):
       self.stages.append(GeneratorBlock(cfg.gf_dim * m, cfg.num_classes, f"g_block{i + 1}",
-                                        cfg.cross_replica_bn, **p))
+                                        cfg.cross_replica_bn, cfg.cbn_decay, **p))
       res = 4 * 2 ** (i + 1)
       if res in attn_res:
         scope = "g_non_local" if len(attn_res) == 1 else f"g_non_local_{res}"
         self.stages.append(SelfAttention(cfg.gf_dim * m, scope, cfg.attention_variant, **p))
-    self.g_bn = OutputBatchNorm("g_bn", cfg.cross_replica_bn, **p)
+    self.g_bn = OutputBatchNorm("g_bn", cfg.cross_replica_bn, decay=cfg.output_bn_decay, **p)
     self.g_snconv_last = SNConv2D(3, 3, "g_snconv_last", **p)
 
   def call(self, z, labels, training=False, update_u=True, return_attention=False):

@@ -136,6 +136,12 @@ def gradient_functions(models: GANModels, loss_kind: str, jit_compile: bool = Fa
   optimiser updates stay outside XLA so that the cross-replica gradient
   all-reduce works under every strategy.
   """
+  if not jit_compile:
+    # Inlined into the caller's tf.function: a nested tf.function cannot hold
+    # the cross-replica all-reduce of --cross_replica_bn under MirroredStrategy
+    # ("merge_call called while defining a new graph").
+    return (functools.partial(generator_gradients, models, loss_kind),
+            functools.partial(discriminator_gradients, models, loss_kind))
   g_fn = tf.function(functools.partial(generator_gradients, models, loss_kind),
                      jit_compile=jit_compile)
   d_fn = tf.function(functools.partial(discriminator_gradients, models, loss_kind),
@@ -200,9 +206,10 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
   def train_fn(iterator):
     metrics = one_iteration(iterator)
     finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
-    for _ in tf.range(cfg.steps_per_loop - 1):
-      metrics = one_iteration(iterator)
-      finite &= tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
+    if cfg.steps_per_loop > 1:  # else the loop body would be traced for nothing
+      for _ in tf.range(cfg.steps_per_loop - 1):
+        metrics = one_iteration(iterator)
+        finite &= tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
     return dict(metrics, finite=finite)
 
   return train_fn

@@ -1,0 +1,443 @@
+"""`./run.sh bench`: how fast the training iteration (and input, eval) runs.
+
+  ./run.sh bench                          imagenet128 architecture, batch 8 per replica,
+                                          every variant (the issue-7 configuration)
+  ./run.sh bench --preset=demo            the embedded demo at its own batch (32)
+  ./run.sh bench --bench_variants=float32,float32+xla --bench_repeats=5
+  ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
+  ./run.sh bench --what=input             input pipeline images/s
+  ./run.sh bench --what=eval              generator + classifier samples/s
+
+`--what=train` (default) times the full training iteration exactly as the
+training loop runs it: `step.make_train_function` (G step, then D step) over
+a distributed iterator of one in-memory batch repeated
+(`tf.data.Dataset.from_tensors(batch).repeat()`). Each variant is built from
+scratch (models, optimisers, compiled function), warmed up (tracing,
+Grappler, XLA, oneDNN primitive creation), then timed over `--bench_repeats`
+repeats of `--bench_iters` iterations; the table gives the median seconds
+per iteration, images/s (global batch / seconds) and the ratio of images/s
+to the first variant measured in the same process. Every variant runs in
+this one process, one after the other, with the models freed in between;
+the Keras dtype policy is per model and XLA per tf.function, so nothing
+leaks from one variant into the next.
+
+Variant names: a precision (`float32` | `bfloat16`), optionally `+xla`
+(cfg.jit_compile) and `+splN` (cfg.steps_per_loop = N, N iterations per
+call of the compiled function). `--bench_variants=all` = float32, bfloat16,
+float32+xla, bfloat16+xla, float32+spl10. A `+splN` repeat runs
+ceil(bench_iters / N) calls, so at least N iterations.
+
+Defaults (each only when its flag is not given):
+  * `--preset`: imagenet128 (the architecture the speed targets are about);
+  * imagenet presets: per-replica batch 8 (their 256 is a TPU-pod batch),
+    variants float32,float32+xla and 1 iteration per repeat, which keeps
+    `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
+    ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
+  * other presets (demo): their own batch, all variants, --bench_iters.
+These need to know which flags the user set, so `bench(cfg)` looks at the
+parsed absl flags for that one thing (a library caller of
+`run_train_benchmark`, or `bench(cfg)` without parsed flags, passes a
+finished Config instead).
+
+The machine is usually shared: the table also prints the load average and
+a same-process float32 matmul rate, so that runs under different load can
+be put side by side, and the process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from absl import logging
+
+from sagan_tf import config as config_lib
+from sagan_tf.errors import UserError
+
+DEFAULT_PRESET = "imagenet128"
+# Per-replica batch bench uses for a preset when --batch_size is not given.
+BENCH_PER_REPLICA_BATCH = {"imagenet128": 8, "imagenet128_feat64": 8}
+ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
+DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
+# The imagenet128 architecture costs ~1.2 TFLOP per iteration at batch 8: on a
+# 2-core CPU every variant takes minutes to compile and time, so by default
+# bench times the two that matter there, one iteration per repeat.
+LARGE_DEFAULT_VARIANTS = "float32,float32+xla"
+LARGE_DEFAULT_ITERS = 1
+
+
+# ------------------------------------------------------------------ variants
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One way of running the iteration: precision, XLA, iterations per call."""
+  name: str
+  precision: str
+  jit_compile: bool = False
+  steps_per_loop: int = 1
+
+  def apply(self, cfg):
+    return dataclasses.replace(cfg, precision=self.precision, jit_compile=self.jit_compile,
+                               steps_per_loop=self.steps_per_loop)
+
+
+def parse_variant(name: str) -> Variant:
+  """'bfloat16+xla+spl10' -> Variant; UserError naming the bad part."""
+  parts = [p.strip() for p in name.strip().split("+")]
+  if not parts or parts[0] not in config_lib.PRECISIONS:
+    raise UserError(f"bench variant {name!r} must start with a precision "
+                    f"({', '.join(config_lib.PRECISIONS)}), e.g. float32+xla.")
+  jit, spl = False, 1
+  for p in parts[1:]:
+    if p == "xla":
+      jit = True
+    elif p.startswith("spl") and p[3:].isdigit() and int(p[3:]) >= 1:
+      spl = int(p[3:])
+    else:
+      raise UserError(f"bench variant {name!r}: unknown part {p!r}; use +xla and/or "
+                      "+splN (N iterations per call), e.g. bfloat16+xla+spl10.")
+  return Variant(name=name.strip(), precision=parts[0], jit_compile=jit, steps_per_loop=spl)
+
+
+def parse_variants(spec: str, default: Sequence[str] = DEFAULT_TRAIN_VARIANTS) -> List[Variant]:
+  """'float32,float32+xla' -> Variants; empty = `default`, 'all' = every listed variant."""
+  if (spec or "").strip() == "all":
+    spec = ",".join(ALL_TRAIN_VARIANTS)
+  names = [s for s in (spec or "").split(",") if s.strip()] or list(default)
+  variants = [parse_variant(n) for n in names]
+  seen = set()
+  for v in variants:
+    if v.name in seen:
+      raise UserError(f"bench variant {v.name!r} is listed twice in --bench_variants.")
+    seen.add(v.name)
+  return variants
+
+
+# ------------------------------------------------------------------ results
+@dataclasses.dataclass
+class Result:
+  """Timing of one variant. `ratio` = images_per_s / the first variant's."""
+  name: str
+  preset: str
+  batch: int                      # per-replica batch
+  global_batch: int
+  seconds_per_iteration: float    # median over repeats
+  images_per_s: float             # global batch / seconds_per_iteration
+  repeat_seconds: List[float]     # seconds per iteration of every repeat
+  cpu_seconds_per_iteration: float  # median process CPU time (all threads) per iteration
+  warmup_seconds: float           # first call(s): tracing + compiling
+  iterations_per_repeat: int
+  ratio: float = 1.0
+
+  def to_json(self) -> Dict[str, object]:
+    return {"name": self.name, "preset": self.preset, "batch": self.batch,
+            "global_batch": self.global_batch,
+            "seconds_per_iteration": self.seconds_per_iteration,
+            "images_per_s": self.images_per_s, "ratio_to_first": self.ratio,
+            "cpu_seconds_per_iteration": self.cpu_seconds_per_iteration,
+            "repeat_seconds_per_iteration": self.repeat_seconds,
+            "iterations_per_repeat": self.iterations_per_repeat,
+            "warmup_seconds": self.warmup_seconds}
+
+
+def set_ratios(results: List[Result]) -> None:
+  """ratio of every result = its images/s / the first result's."""
+  if results:
+    first = results[0].images_per_s
+    for r in results:
+      r.ratio = r.images_per_s / first if first > 0 else float("nan")
+
+
+def peak_rss_mb() -> float:
+  """Peak resident memory of this process (ru_maxrss is KiB on Linux)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_average() -> str:
+  try:
+    return "%.2f %.2f %.2f" % os.getloadavg()
+  except OSError:
+    return "n/a"
+
+
+def matmul_gflops(n: int = 1024, reps: int = 9) -> float:
+  """Median float32 matmul rate of this process now: a yardstick for the load."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  a = tf.random.stateless_normal([n, n], seed=[1, 2])
+  fn = tf.function(lambda x: tf.matmul(x, x))
+  fn(a).numpy()
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    fn(a).numpy()
+    times.append(time.perf_counter() - t)
+  return 2.0 * n ** 3 / statistics.median(times) / 1e9
+
+
+# ------------------------------------------------------------------ train
+def _real_batch(cfg, per_replica: int, seed: int = 0):
+  """A fixed 'real' batch: images uniform in [-1, 1] float32, int32 labels."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  s = cfg.image_size
+  images = tf.random.stateless_uniform([per_replica, s, s, 3], seed=[seed, 1],
+                                       minval=-1.0, maxval=1.0)
+  labels = tf.random.stateless_uniform([per_replica], seed=[seed, 2], minval=0,
+                                       maxval=cfg.num_classes, dtype=tf.int32)
+  return images, labels
+
+
+def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int,
+                       warmup_calls: Optional[int] = None) -> Result:
+  """Builds the GAN for `variant`, warms up, times; frees everything after."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sagan_tf.train import setup, step as step_lib  # pylint: disable=g-import-not-at-top
+
+  vcfg = variant.apply(cfg)
+  n = strategy.num_replicas_in_sync
+  per_replica = vcfg.per_replica_batch(n)
+  spl = vcfg.steps_per_loop
+  calls = max(1, math.ceil(iters / spl))
+  if warmup_calls is None:
+    # One call traces, optimises / compiles and runs once; after it the
+    # iteration time is steady (checked at imagenet128, notes_speed.md).
+    warmup_calls = 1
+
+  models = setup.build_gan(vcfg, strategy)
+  with strategy.scope():
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+  batch = _real_batch(vcfg, per_replica)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda _: tf.data.Dataset.from_tensors(batch).repeat())
+  iterator = iter(dataset)
+  train_fn = step_lib.make_train_function(strategy, models, vcfg, step_var)
+
+  def call():
+    out = train_fn(iterator)
+    if not bool(out["finite"]):
+      logging.warning("bench %s: a loss was not finite (random data; timing is still valid).",
+                      variant.name)
+
+  t = time.perf_counter()
+  for _ in range(warmup_calls):
+    call()
+  warmup = time.perf_counter() - t
+  logging.info("bench %s: warm-up (%d call(s) of %d iteration(s)) %.1f s.", variant.name,
+               warmup_calls, spl, warmup)
+  per_iter, cpu_per_iter = [], []
+  for r in range(repeats):
+    t, c = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+      call()
+    per_iter.append((time.perf_counter() - t) / (calls * spl))
+    cpu_per_iter.append((time.process_time() - c) / (calls * spl))
+    logging.info("bench %s: repeat %d/%d: %.3f s/iteration.", variant.name, r + 1, repeats,
+                 per_iter[-1])
+  seconds = statistics.median(per_iter)
+  global_batch = per_replica * n
+  result = Result(name=variant.name, preset=cfg.preset, batch=per_replica,
+                  global_batch=global_batch, seconds_per_iteration=seconds,
+                  images_per_s=global_batch / seconds, repeat_seconds=per_iter,
+                  cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
+                  warmup_seconds=warmup, iterations_per_repeat=calls * spl)
+  del train_fn, iterator, dataset, models, step_var, batch
+  gc.collect()
+  keras.backend.clear_session()
+  gc.collect()
+  return result
+
+
+def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
+                        repeats: Optional[int] = None,
+                        iters: Optional[int] = None) -> List[Result]:
+  """Times every variant in this process, in order; ratios against the first."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  strategy = strategy or tf.distribute.get_strategy()
+  repeats = cfg.bench_repeats if repeats is None else repeats
+  iters = cfg.bench_iters if iters is None else iters
+  if repeats < 1 or iters < 1:
+    raise UserError(f"--bench_repeats={repeats} and --bench_iters={iters} must be >= 1.")
+  results = []
+  for v in variants:
+    logging.info("bench: %s, preset %s, per-replica batch %d.", v.name, cfg.preset,
+                 cfg.per_replica_batch(strategy.num_replicas_in_sync))
+    results.append(time_train_variant(cfg, v, strategy, repeats, iters))
+    set_ratios(results)
+  return results
+
+
+def format_table(results: Sequence[Result]) -> str:
+  rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "repeats (s/iter)",
+           "warm-up s", "cpu s/iter")]
+  for r in results:
+    rows.append((r.name, r.preset, str(r.batch), f"{r.seconds_per_iteration:.3f}",
+                 f"{r.images_per_s:.2f}", f"{r.ratio:.2f}",
+                 " ".join(f"{s:.3f}" for s in r.repeat_seconds), f"{r.warmup_seconds:.1f}",
+                 f"{r.cpu_seconds_per_iteration:.2f}"))
+  widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+  lines = ["  ".join(c.ljust(w) if i in (0, 1, 6) else c.rjust(w)
+                     for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  return "\n".join(lines)
+
+
+def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  payload = dict(extra, variants=[r.to_json() for r in results])
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(payload, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------ config
+def user_set_flags() -> Optional[set]:
+  """Names of the Config fields set on the command line; None if flags are unparsed."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flags.FLAGS
+  if not fv.is_parsed():
+    return None
+  return {f.name for f in dataclasses.fields(config_lib.Config)
+          if f.name in fv and fv[f.name].present}
+
+
+def resolve_config(cfg, explicit: Optional[set], num_replicas: int = 1):
+  """bench's defaults: imagenet128 unless --preset; for the imagenet presets
+  batch 8 per replica, variants float32,float32+xla and 1 iteration per repeat,
+  each unless set on the command line.
+
+  explicit: fields the user set (None = all of them: use cfg as given).
+  """
+  if explicit is None:
+    return cfg
+  if "preset" not in explicit:
+    cfg = config_lib.Config.preset(
+        DEFAULT_PRESET, **{k: getattr(cfg, k) for k in explicit if k != "preset"})
+  if cfg.preset in BENCH_PER_REPLICA_BATCH:
+    large = {"batch_size": BENCH_PER_REPLICA_BATCH[cfg.preset] * num_replicas,
+             "bench_variants": LARGE_DEFAULT_VARIANTS, "bench_iters": LARGE_DEFAULT_ITERS}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in large.items() if k not in explicit})
+  return cfg.validate()
+
+
+# ------------------------------------------------------------------ modes
+def _bench_train(cfg, strategy) -> int:
+  variants = parse_variants(cfg.bench_variants)
+  n = strategy.num_replicas_in_sync
+  print(f"bench train: preset {cfg.preset} ({cfg.image_size}x{cfg.image_size}, "
+        f"{cfg.num_classes} classes, gf_dim {cfg.gf_dim}, df_dim {cfg.df_dim}), "
+        f"per-replica batch {cfg.per_replica_batch(n)} x {n} replica(s); "
+        f"{cfg.bench_repeats} repeats x {cfg.bench_iters} iterations, median.", flush=True)
+  load_before = load_average()
+  gflops = matmul_gflops()
+  results = run_train_benchmark(cfg, variants, strategy)
+  load_after = load_average()
+  print(format_table(results))
+  rss = peak_rss_mb()
+  print(f"load average before/after: {load_before} / {load_after}; float32 matmul "
+        f"yardstick {gflops:.0f} GFLOP/s; peak resident memory {rss:.0f} MiB.\n"
+        "(cpu s/iter = process CPU time, all threads: steadier than wall time when other "
+        "processes share the CPU.)", flush=True)
+  if cfg.json:
+    write_json(cfg.json, results, {"what": "train", "load_average_before": load_before,
+                                   "load_average_after": load_after,
+                                   "matmul_gflops": gflops, "peak_rss_mb": rss,
+                                   "replicas": n})
+    print(f"wrote {cfg.json}")
+  return 0
+
+
+def bench(cfg) -> int:
+  """Mode `bench`: --what=train | input | eval (see the module docstring)."""
+  from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
+  explicit = user_set_flags()
+  cfg = resolve_config(cfg, explicit)
+  strategy = make_strategy(cfg)
+  cfg = resolve_config(cfg, explicit, strategy.num_replicas_in_sync)
+  if cfg.what == "train":
+    return _bench_train(cfg, strategy)
+  if cfg.what == "input":
+    return _bench_input(cfg)
+  return _bench_eval(cfg)
+
+
+def _bench_input(cfg) -> int:
+  from sagan_tf.data import bench_input  # pylint: disable=g-import-not-at-top
+  load_before = load_average()
+  rate = bench_input.input_images_per_second(cfg)
+  rss = peak_rss_mb()
+  print(f"bench input: {rate:.1f} images/s (dataset {cfg.dataset}, batch {cfg.batch_size}); "
+        f"load average {load_before} / {load_average()}; peak resident memory {rss:.0f} MiB.",
+        flush=True)
+  if cfg.json:
+    write_json(cfg.json, [], {"what": "input", "images_per_s": rate, "dataset": cfg.dataset,
+                              "batch": cfg.batch_size, "peak_rss_mb": rss})
+  return 0
+
+
+def _eval_classifier(cfg, tmp_dir: str):
+  """(classifier, description): Inception if --inception_path, the shapes
+  classifier for the shapes data, else a stand-in with Inception's interface."""
+  from sagan_tf.eval import classifiers, run  # pylint: disable=g-import-not-at-top
+  if cfg.inception_path or (cfg.dataset.split(":", 1)[0] == "shapes" and
+                            cfg.classifier != "inception"):
+    c = run.choose_classifier(cfg)
+    return c, c.name
+  path = classifiers.build_fake_inception_savedmodel(os.path.join(tmp_dir, "fake_inception"))
+  return (classifiers.load_inception(path),
+          "STAND-IN for Inception (no --inception_path): 299x299 resize + ~4 MFLOP/image, "
+          "not Inception's ~5.7 GFLOP/image, so its samples/s overstate Inception's")
+
+
+def _bench_eval(cfg) -> int:
+  """Generator and classifier samples/s at cfg.eval_batch_size, as eval runs them."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sagan_tf.models.generator import build_generator  # pylint: disable=g-import-not-at-top
+  tmp = tempfile.mkdtemp(prefix="sagan_bench_eval_")
+  try:
+    classifier, what = _eval_classifier(cfg, tmp)
+    generator = build_generator(cfg)
+    sample = tf.function(lambda z, y: generator(z, y, training=False, update_u=False))
+    n = cfg.eval_batch_size
+    z = tf.random.stateless_normal([n, cfg.z_dim], seed=[cfg.seed, 7])
+    y = tf.random.stateless_uniform([n], seed=[cfg.seed, 8], minval=0,
+                                    maxval=cfg.num_classes, dtype=tf.int32)
+    images = sample(z, y)                                   # warm-up (tracing)
+    classifier(images)["logits"].numpy()
+    g_times, c_times = [], []
+    for _ in range(cfg.bench_repeats):
+      t = time.perf_counter()
+      images = sample(z, y)
+      images.numpy()
+      g_times.append(time.perf_counter() - t)
+      t = time.perf_counter()
+      classifier(images)["logits"].numpy()
+      c_times.append(time.perf_counter() - t)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  g, c = statistics.median(g_times), statistics.median(c_times)
+  rss = peak_rss_mb()
+  print(f"bench eval: preset {cfg.preset}, precision {cfg.precision}, batch {n}, "
+        f"median of {cfg.bench_repeats}\n"
+        f"  generator   {n / g:8.1f} samples/s ({g:.3f} s/batch)\n"
+        f"  classifier  {n / c:8.1f} samples/s ({c:.3f} s/batch): {what}\n"
+        f"  together    {n / (g + c):8.1f} samples/s\n"
+        f"load average {load_average()}; peak resident memory {rss:.0f} MiB.", flush=True)
+  if cfg.json:
+    write_json(cfg.json, [], {"what": "eval", "preset": cfg.preset, "batch": n,
+                              "generator_samples_per_s": n / g,
+                              "classifier_samples_per_s": n / c,
+                              "samples_per_s": n / (g + c), "classifier": what,
+                              "peak_rss_mb": rss})
+  return 0

@@ -1,0 +1,369 @@
+"""SavedModel export of a trained generator for TF Serving (`./run.sh export`).
+
+`./run.sh export --model_dir=DIR [--export_dir=ROOT]` restores the run's
+generator (the EMA weights when the checkpoint has them and --use_ema) and
+writes `ROOT/<step>/` (default ROOT = DIR/export): a numbered version folder,
+as TF Serving expects.
+
+The served graph is the generator in inference mode with everything that is
+constant at inference folded away (notes_export.md):
+
+* spectral norm: every kernel is stored as W / sigma, sigma from ONE power
+  iteration from the stored `u` -- exactly what `generator(z, labels,
+  training=False, update_u=False)` computes -- so serving does no power
+  iteration and holds no `u`;
+* batch norms use their moving statistics: the conditional ones become
+  per-class tables scale = gamma * rsqrt(var + eps), shift = beta - mean *
+  scale ([num_classes, C]), gathered by label; the output one the same
+  without classes;
+* the self-attention blocks keep their four (folded) 1x1 kernels and the
+  scalar gamma.
+
+The SavedModel is a plain `tf.Module` of `tf.Variable`s and TF ops: it loads
+and runs with TensorFlow alone (no Keras, no sagan_tf).
+
+Signatures:
+  serving_default(z float32 [N, z_dim], labels int32 [N])
+  sample(labels int32 [N], seed int64 [], truncation float32 [])
+    -> {"images": uint8 [N, S, S, 3] = clip(round((x + 1) * 127.5), 0, 255),
+        "images_float": float32 [N, S, S, 3] = x in [-1, 1]}
+
+`sample` draws z with `sample_latents` (stateless, a function of the seed):
+truncation t == 1 gives plain N(0, 1); 0 < t < 1 gives t * x with x a
+normal truncated to [-2, 2] (components beyond 2 sigma re-drawn), BigGAN's
+truncation trick, so |z| <= 2t. Labels outside [0, num_classes) and t
+outside (0, 1] fail with InvalidArgumentError naming the allowed range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Dict, Optional, Tuple
+
+from absl import logging
+import tensorflow as tf
+
+from sagan_tf.layers.attention import SelfAttention, attend
+from sagan_tf.models.common import upsample_2x
+
+EXPORT_SUBDIR = "export"
+INFO_FILE = "export_info.json"  # in <version>/assets.extra/ (TF Serving ignores it)
+SIGNATURES = ("serving_default", "sample")
+# Second word of the stateless seed of `sample_latents` (the first is the seed).
+_LATENT_STREAM = 0x5A67
+
+
+# ------------------------------------------------------------ latents
+def sample_latents(num: int, z_dim: int, seed, truncation=1.0) -> tf.Tensor:
+  """z [num, z_dim] float32, a deterministic function of (seed, truncation).
+
+  truncation == 1: z ~ N(0, 1) (what training samples).
+  0 < truncation < 1: z = truncation * x, x ~ N(0, 1) truncated to [-2, 2]
+  (`tf.random.stateless_truncated_normal` re-draws components beyond two
+  standard deviations), BigGAN's truncation trick; |z| <= 2 * truncation.
+  Anything else raises InvalidArgumentError.
+
+  Args:
+    num: number of latents (int or scalar int tensor).
+    z_dim: latent dimension (Python int).
+    seed: integer seed (int or int64 scalar tensor).
+    truncation: float in (0, 1].
+  """
+  t = tf.convert_to_tensor(truncation, tf.float32)
+  check = tf.debugging.Assert(
+      tf.logical_and(t > 0.0, t <= 1.0),
+      ["truncation must be in (0, 1] (1 = plain N(0,1)); got", t])
+  with tf.control_dependencies([check]):
+    t = tf.identity(t)
+  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(_LATENT_STREAM, tf.int64)])
+  shape = tf.stack([tf.cast(num, tf.int32), z_dim])
+  plain = tf.random.stateless_normal(shape, seed=key)
+  truncated = t * tf.random.stateless_truncated_normal(shape, seed=key)
+  return tf.where(t < 1.0, truncated, plain)
+
+
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+  """[-1, 1] float -> uint8 round((x + 1) * 127.5) clipped to [0, 255]."""
+  return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+# ------------------------------------------------------------ folding
+def fold_spectral_norm(layer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  """(W / sigma, bias or None) of an SN layer: one power iteration from its stored u.
+
+  The same `spectral_normalize` the layer runs in its forward pass, so the
+  kernel equals what `update_u=False` inference uses; `u` is not changed.
+  """
+  from sagan_tf.layers.spectral_norm import spectral_normalize  # pylint: disable=g-import-not-at-top
+  w_bar, _, _ = spectral_normalize(tf.convert_to_tensor(layer.kernel_variable),
+                                   tf.convert_to_tensor(layer.u))
+  bias = None
+  if getattr(layer, "use_bias", True):
+    bias = tf.convert_to_tensor(layer.biases if hasattr(layer, "biases") else layer.bias)
+  return tf.cast(w_bar, tf.float32), bias
+
+
+def fold_batch_norm(gamma, beta, mean, var, epsilon: float) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(scale, shift) with bn(x) = x * scale + shift in inference mode.
+
+  scale = gamma * rsqrt(var + eps), shift = beta - mean * scale: the same
+  arithmetic as tf.nn.batch_normalization. gamma/beta [C] or [num_classes, C];
+  mean/var anything that reshapes to [C].
+  """
+  c = gamma.shape[-1]
+  inv = tf.math.rsqrt(tf.reshape(var, [c]) + epsilon)
+  scale = inv * gamma
+  return scale, beta - tf.reshape(mean, [c]) * scale
+
+
+class _Conv(tf.Module):
+  """Folded SN conv (stride 1, SAME): kernel [k,k,Cin,Cout], optional bias."""
+
+  def __init__(self, layer, name):
+    super().__init__(name=name)
+    kernel, bias = fold_spectral_norm(layer)
+    self.kernel = tf.Variable(kernel, trainable=False, name="kernel")
+    self.bias = None if bias is None else tf.Variable(bias, trainable=False, name="bias")
+
+  def __call__(self, x):
+    y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME")
+    return y if self.bias is None else tf.nn.bias_add(y, self.bias)
+
+
+class _ClassAffine(tf.Module):
+  """Folded conditional batch norm: x * scale[label] + shift[label]."""
+
+  def __init__(self, cbn, name):
+    super().__init__(name=name)
+    scale, shift = fold_batch_norm(cbn.gamma, cbn.beta, cbn.moving_mean, cbn.moving_var,
+                                   cbn.epsilon)
+    self.scale = tf.Variable(scale, trainable=False, name="scale")  # [num_classes, C]
+    self.shift = tf.Variable(shift, trainable=False, name="shift")
+
+  def __call__(self, x, labels):
+    scale = tf.gather(self.scale, labels)[:, None, None, :]
+    shift = tf.gather(self.shift, labels)[:, None, None, :]
+    return x * scale + shift
+
+
+class _Block(tf.Module):
+  """Folded GeneratorBlock: [B,H,W,Cin], labels -> [B,2H,2W,Cout]."""
+
+  def __init__(self, block, name):
+    super().__init__(name=name)
+    self.bn0 = _ClassAffine(block.cbn_0, "cbn_0")
+    self.conv1 = _Conv(block.snconv1, "snconv1")
+    self.bn1 = _ClassAffine(block.cbn_1, "cbn_1")
+    self.conv2 = _Conv(block.snconv2, "snconv2")
+    self.conv3 = _Conv(block.snconv3, "snconv3")
+
+  def __call__(self, x, labels):
+    x0 = x
+    x = self.conv1(upsample_2x(tf.nn.relu(self.bn0(x, labels))))
+    x = self.conv2(tf.nn.relu(self.bn1(x, labels)))
+    return self.conv3(upsample_2x(x0)) + x
+
+
+class _Attention(tf.Module):
+  """Folded SelfAttention (either variant): x + gamma * o."""
+
+  def __init__(self, layer: SelfAttention, name):
+    super().__init__(name=name)
+    self.pooled = layer.variant == "original"
+    self.query = _Conv(layer.query_conv, "query")
+    self.key = _Conv(layer.key_conv, "key")
+    self.value = _Conv(layer.value_conv, "value")
+    self.out = _Conv(layer.out_conv, "out")
+    self.gamma = tf.Variable(tf.convert_to_tensor(layer.gamma), trainable=False, name="gamma")
+
+  def __call__(self, x):
+    _, h, w, _ = x.shape
+    b = tf.shape(x)[0]
+    q, k, v = self.query(x), self.key(x), self.value(x)
+    if self.pooled:
+      k = tf.nn.max_pool2d(k, ksize=2, strides=2, padding="VALID")
+      v = tf.nn.max_pool2d(v, ksize=2, strides=2, padding="VALID")
+    nk = k.shape[1] * k.shape[2]
+    o, _ = attend(tf.reshape(q, [b, h * w, q.shape[-1]]),
+                  tf.reshape(k, [b, nk, k.shape[-1]]),
+                  tf.reshape(v, [b, nk, v.shape[-1]]))
+    return x + self.gamma * self.out(tf.reshape(o, [b, h, w, v.shape[-1]]))
+
+
+class ServingGenerator(tf.Module):
+  """The generator in inference mode, folded: tf.Variables and TF ops only.
+
+  Built from a (float32 or mixed) Keras `Generator`; nothing of it is kept,
+  so a SavedModel of this module loads without Keras or sagan_tf.
+  Attributes `num_classes`, `z_dim`, `image_size` are plain ints.
+  """
+
+  def __init__(self, generator, name: str = "sagan_generator"):
+    super().__init__(name=name)
+    from sagan_tf.models.generator import GeneratorBlock  # pylint: disable=g-import-not-at-top
+    cfg = generator.cfg
+    self.num_classes = int(cfg.num_classes)
+    self.z_dim = int(cfg.z_dim)
+    self.image_size = int(cfg.image_size)
+    self.base_channels = int(generator.base_channels)
+    matrix, bias = fold_spectral_norm(generator.g_snh0)
+    self.dense_matrix = tf.Variable(matrix, trainable=False, name="g_snh0_matrix")
+    self.dense_bias = tf.Variable(bias, trainable=False, name="g_snh0_bias")
+    stages = []
+    for stage in generator.stages:
+      scope = stage.tf1_scope if hasattr(stage, "tf1_scope") else stage.name
+      if isinstance(stage, SelfAttention):
+        stages.append(_Attention(stage, scope))
+      elif isinstance(stage, GeneratorBlock):
+        stages.append(_Block(stage, stage.name))
+      else:
+        raise TypeError(f"cannot fold generator stage {stage.name} of type "
+                        f"{type(stage).__name__}; extend sagan_tf/export.py")
+    self.stages = stages
+    bn = generator.g_bn
+    scale, shift = fold_batch_norm(bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+                                   bn.epsilon)
+    self.out_scale = tf.Variable(scale, trainable=False, name="g_bn_scale")
+    self.out_shift = tf.Variable(shift, trainable=False, name="g_bn_shift")
+    self.last_conv = _Conv(generator.g_snconv_last, "g_snconv_last")
+
+    z_spec = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
+    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
+    self.serve = tf.function(self._serve, input_signature=[z_spec, labels_spec])
+    self.sample = tf.function(self._sample, input_signature=[
+        labels_spec, tf.TensorSpec([], tf.int64, name="seed"),
+        tf.TensorSpec([], tf.float32, name="truncation")])
+
+  def check_labels(self, labels: tf.Tensor) -> tf.Tensor:
+    """labels (int32) after an assertion that they are in [0, num_classes)."""
+    labels = tf.cast(labels, tf.int32)
+    ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < self.num_classes))
+    check = tf.debugging.Assert(ok, [
+        f"labels must be class ids in [0, {self.num_classes - 1}] (this model has "
+        f"{self.num_classes} classes); got", labels], summarize=16)
+    with tf.control_dependencies([check]):
+      return tf.identity(labels)
+
+  def images(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """float32 images [N, S, S, 3] in [-1, 1] for z [N, z_dim] and labels [N]."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    labels = self.check_labels(labels)
+    same = tf.debugging.assert_equal(
+        tf.shape(z)[0], tf.shape(labels)[0],
+        message="z and labels must have the same batch size")
+    with tf.control_dependencies([same]):
+      x = tf.matmul(z, self.dense_matrix) + self.dense_bias
+    x = tf.reshape(x, [-1, 4, 4, self.base_channels])
+    for stage in self.stages:
+      x = stage(x) if isinstance(stage, _Attention) else stage(x, labels)
+    x = tf.nn.relu(x * self.out_scale + self.out_shift)
+    return tf.tanh(self.last_conv(x))
+
+  def _outputs(self, z, labels) -> Dict[str, tf.Tensor]:
+    images = self.images(z, labels)
+    return {"images": to_uint8(images), "images_float": images}
+
+  def _serve(self, z, labels):
+    return self._outputs(z, labels)
+
+  def _sample(self, labels, seed, truncation):
+    z = sample_latents(tf.shape(labels)[0], self.z_dim, seed, truncation)
+    return self._outputs(z, labels)
+
+
+# ------------------------------------------------------------ writing
+def _reference_check(generator, path: str) -> float:
+  """Max |SavedModel - generator| on a few fixed inputs; RuntimeError above tolerance.
+
+  Tolerance 1e-4 for a float32 generator; a bfloat16 one (the served model
+  is float32) is only checked to 0.1.
+  """
+  cfg = generator.cfg
+  tolerance = 1e-4 if generator.compute_dtype == "float32" else 0.1
+  n = min(4, cfg.num_classes)
+  z = tf.random.stateless_normal([n, cfg.z_dim], seed=[1, 2])
+  labels = tf.range(n, dtype=tf.int32) * max(1, cfg.num_classes // n)
+  want = generator(z, labels, training=False, update_u=False)
+  got = tf.saved_model.load(path).signatures["serving_default"](z=z, labels=labels)
+  diff = float(tf.reduce_max(tf.abs(got["images_float"] - tf.cast(want, tf.float32))))
+  if not diff <= tolerance:
+    raise RuntimeError(f"the exported model at {path} differs from the generator by "
+                       f"{diff:g} (> {tolerance:g}); this is a bug in sagan_tf/export.py")
+  return diff
+
+
+def export_generator(generator, cfg, export_root: str, version: int,
+                     info: Optional[dict] = None, verify: bool = True) -> str:
+  """Writes `export_root/<version>/` (a SavedModel of ServingGenerator); returns its path.
+
+  The SavedModel is written to a temporary sibling folder first and renamed,
+  so TF Serving (which only loads numeric folders) never sees half a model.
+  An existing `<version>` folder is replaced (with a warning).
+
+  Args:
+    generator: a built Keras Generator with the weights to export.
+    cfg: the run's Config (recorded in assets.extra/export_info.json).
+    export_root: folder of version folders (local or gs://).
+    version: the version number (the training step).
+    info: extra JSON-able fields for export_info.json.
+    verify: reload the SavedModel and compare it with the generator.
+  """
+  version = int(version)
+  if version < 0:
+    raise ValueError(f"version must be >= 0, got {version}")
+  module = ServingGenerator(generator)
+  final = os.path.join(export_root, str(version))
+  tmp = os.path.join(export_root, f"tmp-{version}-{int(time.time() * 1000)}")
+  tf.io.gfile.makedirs(export_root)
+  signatures = {
+      "serving_default": module.serve.get_concrete_function(),
+      "sample": module.sample.get_concrete_function(),
+  }
+  tf.saved_model.save(module, tmp, signatures=signatures)
+  meta = {
+      "version": version,
+      "num_classes": module.num_classes,
+      "z_dim": module.z_dim,
+      "image_size": module.image_size,
+      "attention_variant": cfg.attention_variant,
+      "g_attention_res": list(cfg.g_attention_res),
+      "signatures": {
+          "serving_default": "z float32 [N, z_dim], labels int32 [N] -> images uint8 "
+                             "[N,S,S,3], images_float float32 [N,S,S,3] in [-1,1]",
+          "sample": "labels int32 [N], seed int64 [], truncation float32 [] -> same",
+      },
+      "truncation": "1 = z ~ N(0,1); 0<t<1: z = t * (N(0,1) truncated to [-2,2])",
+  }
+  meta.update(info or {})
+  extra = os.path.join(tmp, "assets.extra")
+  tf.io.gfile.makedirs(extra)
+  with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
+    f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+  if verify:
+    try:
+      diff = _reference_check(generator, tmp)
+    except Exception:
+      tf.io.gfile.rmtree(tmp)  # never leave a model that failed the check
+      raise
+    logging.info("Exported model matches the generator (max abs difference %.3g).", diff)
+  if tf.io.gfile.exists(final):
+    logging.warning("Replacing the existing export %s.", final)
+    tf.io.gfile.rmtree(final)
+  tf.io.gfile.rename(tmp, final)
+  return final
+
+
+def export(cfg) -> int:
+  """`./run.sh export`: the run's generator -> export_dir/<step>/ SavedModel."""
+  from sagan_tf.tools.run_generator import restore  # pylint: disable=g-import-not-at-top
+  run_cfg, generator, step, source = restore(cfg)
+  export_root = cfg.export_dir or os.path.join(cfg.model_dir, EXPORT_SUBDIR)
+  path = export_generator(generator, run_cfg, export_root, step,
+                          info={"step": step, **source})
+  logging.info("Wrote the SavedModel %s (signatures: %s). Serve it with: docker run -p "
+               "8501:8501 -v %s:/models/sagan -e MODEL_NAME=sagan tensorflow/serving",
+               path, ", ".join(SIGNATURES), os.path.abspath(export_root)
+               if "://" not in export_root else export_root)
+  return 0

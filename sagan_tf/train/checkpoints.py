@@ -1,0 +1,353 @@
+"""The run directory and its checkpoints: layout, writing, restoring, checking.
+
+Layout of `--model_dir` (a local path, gs:// or ram://; every access goes
+through tf.io.gfile):
+
+    config.json        the Config of the run (written by training)
+    checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
+    samples/           step_XXXXXXX.png sample grids
+    .worker<N>/        multi-worker only: scratch of non-chief workers' saves
+    eval/, export/     written by the eval and export modes
+    events.out.tfevents.*   TensorBoard scalars and images
+
+A checkpoint holds `tf.train.Checkpoint(generator=, discriminator=,
+g_optimizer=, d_optimizer=, step=[, ema_generator=])`. The three models are
+stored as tables {original TF1 name: variable} (`model.tf1_variable_map()`,
+e.g. `model/g_block1/snconv1/w`), not as the Keras objects themselves:
+Keras 3 does not give `tf.train.Checkpoint` the layers it keeps in Python
+lists (the blocks of G and D), so a checkpoint of the Keras model would miss
+every block's `u` and moving statistics and the whole EMA generator. The
+table also makes a checkpoint independent of the models' Python attribute
+layout and lets an architecture mismatch be reported by TF1 name. The
+optimisers are Keras objects (their slot variables are tracked). `step` is
+the iteration counter, which is also the whole random state of z and fake-
+label sampling (`step.sample_latents` is stateless).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from absl import logging
+import tensorflow as tf
+
+from sagan_tf import config as config_lib
+from sagan_tf.errors import UserError
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_SUBDIR = "checkpoints"
+SAMPLES_SUBDIR = "samples"
+CHECKPOINT_PREFIX = "ckpt"
+
+# Children of the tf.train.Checkpoint that hold models (as TF1-name tables).
+MODEL_PARTS = ("generator", "discriminator", "ema_generator")
+
+# Config fields that decide which variables of G and D exist and their
+# shapes. A run directory's checkpoints only fit a config that agrees on all.
+ARCHITECTURE_FIELDS = ("image_size", "num_classes", "z_dim", "gf_dim", "df_dim",
+                       "g_channel_mults", "d_channel_mults", "g_attention_res",
+                       "d_attention_res", "attention_variant")
+
+
+# ------------------------------------------------------------------ layout
+def _join(*parts: str) -> str:
+  # os.path.join keeps "gs://b/x" and "ram://x" intact on POSIX.
+  return os.path.join(*parts)
+
+
+def config_path(model_dir: str) -> str:
+  return _join(model_dir, CONFIG_FILE)
+
+
+def checkpoint_dir(model_dir: str) -> str:
+  return _join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def worker_scratch_dir(model_dir: str, task_id: int) -> str:
+  """Where a non-chief MultiWorkerMirroredStrategy worker writes (then deletes) its
+  copy of each checkpoint: every worker must take part in a save."""
+  return _join(model_dir, f".worker{int(task_id)}")
+
+
+def samples_dir(model_dir: str) -> str:
+  return _join(model_dir, SAMPLES_SUBDIR)
+
+
+def sample_path(model_dir: str, step: int) -> str:
+  return _join(samples_dir(model_dir), f"step_{int(step):07d}.png")
+
+
+# ------------------------------------------------------------------ config
+def write_run_config(cfg, model_dir: str) -> str:
+  """Writes model_dir/config.json (config.to_dict); returns its path."""
+  if not tf.io.gfile.exists(model_dir):
+    tf.io.gfile.makedirs(model_dir)
+  path = config_path(model_dir)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(config_lib.to_dict(cfg), indent=2, sort_keys=True) + "\n")
+  return path
+
+
+def has_run_config(model_dir: str) -> bool:
+  return bool(model_dir) and tf.io.gfile.exists(config_path(model_dir))
+
+
+def load_run_config(model_dir: str) -> config_lib.Config:
+  """The Config stored by training in model_dir/config.json.
+
+  Raises:
+    UserError: no config.json there (not a training run directory), or it is
+      not readable JSON.
+  """
+  if not model_dir:
+    raise UserError("No --model_dir given; pass the run directory that training wrote.")
+  path = config_path(model_dir)
+  if not tf.io.gfile.exists(path):
+    raise UserError(f"{path} does not exist: --model_dir={model_dir} is not a training "
+                    "run directory; pass the --model_dir of a run, or train one first "
+                    "with ./run.sh train --model_dir=" + model_dir + ".")
+  try:
+    with tf.io.gfile.GFile(path, "r") as f:
+      stored = json.loads(f.read())
+  except (ValueError, tf.errors.OpError) as e:
+    raise UserError(f"{path} is not a readable config ({e}); restore it or "
+                    "start a new --model_dir.") from e
+  cfg = config_lib.from_dict(stored)
+  unknown = sorted(set(stored) - {f.name for f in dataclasses.fields(config_lib.Config)})
+  if unknown:
+    logging.warning("%s has fields this version does not know (ignored): %s", path,
+                    ", ".join(unknown))
+  return cfg
+
+
+def architecture_changes(stored, cfg) -> List[str]:
+  """'field: stored -> new' for every architecture field that differs.
+
+  Turning the EMA on or off is not an architecture change: a resumed run
+  without EMA ignores the stored one, one with EMA starts it from G.
+  """
+  changes = []
+  for name in ARCHITECTURE_FIELDS:
+    old, new = getattr(stored, name), getattr(cfg, name)
+    if name in ("g_channel_mults", "d_channel_mults"):
+      # Empty means "the original rule": compare what the model builds.
+      old = stored.g_mults if name == "g_channel_mults" else stored.d_mults
+      new = cfg.g_mults if name == "g_channel_mults" else cfg.d_mults
+    if _normalise(old) != _normalise(new):
+      changes.append(f"{name}: {_normalise(old)} -> {_normalise(new)}")
+  return changes
+
+
+def _normalise(value):
+  return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+# ------------------------------------------------------------ checkpoints
+def model_table(model) -> Dict[str, object]:
+  """{original TF1 name: variable} of a model: what a checkpoint stores for it."""
+  return dict(model.tf1_variable_map())
+
+
+def make_checkpoint(models, step_var) -> tf.train.Checkpoint:
+  """tf.train.Checkpoint of a run's state (see the module docstring).
+
+  Args:
+    models: step.GANModels (generator, discriminator, g_optimizer,
+      d_optimizer, optional ema_generator).
+    step_var: the int64 iteration counter.
+  """
+  parts = dict(generator=model_table(models.generator),
+               discriminator=model_table(models.discriminator),
+               g_optimizer=models.g_optimizer, d_optimizer=models.d_optimizer,
+               step=step_var)
+  if models.ema_generator is not None:
+    parts["ema_generator"] = model_table(models.ema_generator)
+  return tf.train.Checkpoint(**parts)
+
+
+def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, max_to_keep: int,
+                 directory: Optional[str] = None) -> tf.train.CheckpointManager:
+  """CheckpointManager over model_dir/checkpoints (or `directory`), names ckpt-<step>."""
+  return tf.train.CheckpointManager(
+      checkpoint, directory or checkpoint_dir(model_dir), max_to_keep=max(1, max_to_keep),
+      checkpoint_name=CHECKPOINT_PREFIX)
+
+
+def latest_checkpoint(model_dir: str) -> Optional[str]:
+  """Path prefix of the newest checkpoint in model_dir/checkpoints, or None."""
+  if not model_dir:
+    return None
+  directory = checkpoint_dir(model_dir)
+  if not tf.io.gfile.exists(_join(directory, "checkpoint")):
+    return None
+  return tf.train.latest_checkpoint(directory)
+
+
+def _reader(path: str):
+  # NewCheckpointReader takes the prefix directly; tf.train.load_checkpoint
+  # first asks gfile.isdir(prefix), which is True for any prefix on ram://.
+  try:
+    return tf.compat.v1.train.NewCheckpointReader(path)
+  except (tf.errors.OpError, ValueError, RuntimeError) as e:
+    raise UserError(f"Cannot read the checkpoint {path!r} ({str(e).splitlines()[0]}); "
+                    "pass a checkpoint prefix such as MODEL_DIR/checkpoints/ckpt-1000 "
+                    "(without .index).") from e
+
+
+def resolve_checkpoint(model_dir: str, checkpoint_path: Optional[str] = None) -> str:
+  """An explicit checkpoint prefix (or a directory holding checkpoints), else the
+  latest in model_dir. Raises UserError when there is none."""
+  if checkpoint_path:
+    if tf.io.gfile.exists(checkpoint_path + ".index"):
+      return checkpoint_path
+    for directory in (checkpoint_path, checkpoint_dir(checkpoint_path)):
+      if tf.io.gfile.exists(_join(directory, "checkpoint")):
+        found = tf.train.latest_checkpoint(directory)
+        if found:
+          return found
+    raise UserError(f"--checkpoint={checkpoint_path} is not a checkpoint (no "
+                    f"{checkpoint_path}.index); pass a prefix such as "
+                    "MODEL_DIR/checkpoints/ckpt-1000, or leave it empty for the latest.")
+  path = latest_checkpoint(model_dir)
+  if not path:
+    raise UserError(f"No checkpoint in {checkpoint_dir(model_dir or '.')}: train first "
+                    f"(./run.sh train --model_dir={model_dir}) or pass --checkpoint=PATH.")
+  return path
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCheckpoint:
+  """What a checkpoint holds, read without building anything."""
+  path: str
+  step: Optional[int]
+  # part ("generator", ...) -> {TF1 name: shape}
+  shapes: Mapping[str, Mapping[str, Tuple[int, ...]]]
+
+  def has(self, part: str) -> bool:
+    return part in self.shapes
+
+
+def read_checkpoint(path: str) -> StoredCheckpoint:
+  """Step and per-model variable shapes of a checkpoint written by make_checkpoint."""
+  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=g-import-not-at-top
+  reader = _reader(path)
+  key_shapes = reader.get_variable_to_shape_map()
+  if "_CHECKPOINTABLE_OBJECT_GRAPH" not in key_shapes:
+    raise UserError(f"{path} is not an object-based (TF2) checkpoint; a checkpoint of "
+                    "the original TF1 code loads with sagan_tf.compat.tf1.")
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+  def value_key(node_id: int) -> Optional[str]:
+    for attr in graph.nodes[node_id].attributes:
+      if attr.name == "VARIABLE_VALUE":
+        return attr.checkpoint_key
+    return None
+
+  shapes: Dict[str, Dict[str, Tuple[int, ...]]] = {}
+  step = None
+  for child in graph.nodes[0].children:
+    if child.local_name in MODEL_PARTS:
+      table = {}
+      for leaf in graph.nodes[child.node_id].children:
+        key = value_key(leaf.node_id)
+        if key is not None:
+          table[leaf.local_name] = tuple(key_shapes[key])
+      shapes[child.local_name] = table
+    elif child.local_name == "step":
+      key = value_key(child.node_id)
+      if key is not None:
+        step = int(reader.get_tensor(key))
+  return StoredCheckpoint(path=path, step=step, shapes=shapes)
+
+
+def checkpoint_step(path: str) -> Optional[int]:
+  return read_checkpoint(path).step
+
+
+def shape_differences(stored: Mapping[str, Tuple[int, ...]], model) -> List[str]:
+  """Human-readable differences between a stored table and a model's variables."""
+  expected = {name: tuple(v.shape) for name, v in model_table(model).items()}
+  out = []
+  for name in sorted(set(stored) | set(expected)):
+    if name not in stored:
+      out.append(f"{name} {list(expected[name])} is not in the checkpoint")
+    elif name not in expected:
+      out.append(f"{name} {list(stored[name])} is in the checkpoint but not in this model")
+    elif tuple(stored[name]) != expected[name]:
+      out.append(f"{name} is {list(stored[name])} in the checkpoint but "
+                 f"{list(expected[name])} in this model")
+  return out
+
+
+def check_architecture(stored: StoredCheckpoint, parts: Mapping[str, object],
+                       what_to_do: str) -> None:
+  """UserError naming the variables when a model does not fit the checkpoint.
+
+  Args:
+    stored: read_checkpoint(path).
+    parts: {"generator": model, ...}; each must be in the checkpoint.
+    what_to_do: the end of the message (e.g. "use a new --model_dir").
+  """
+  problems = []
+  for part, model in parts.items():
+    if model is None:
+      continue
+    if not stored.has(part):
+      problems.append(f"the checkpoint has no {part}")
+      continue
+    problems += [f"{part} {d}" for d in shape_differences(stored.shapes[part], model)]
+  if problems:
+    shown = problems[:3]
+    more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+    raise UserError(f"The checkpoint {stored.path} is of a different architecture: "
+                    f"{'; '.join(shown)}{more}; {what_to_do}.")
+
+
+# -------------------------------------------------------------- restoring
+def restore_generator(cfg, checkpoint_path: Optional[str] = None,
+                      use_ema: bool = True):
+  """A float32 generator for cfg with a run's weights: (generator, step).
+
+  Args:
+    cfg: the run's Config (architecture fields; see load_run_config).
+      cfg.model_dir locates the latest checkpoint; cfg.checkpoint, when set,
+      is used if checkpoint_path is not given.
+    checkpoint_path: an explicit checkpoint prefix (or checkpoint directory).
+    use_ema: take the EMA generator's weights when the checkpoint has them.
+  Raises:
+    UserError: no checkpoint, unreadable checkpoint, or one of a different
+      architecture (naming the variables that differ).
+  """
+  from sagan_tf.models.generator import build_generator  # pylint: disable=g-import-not-at-top
+  path = resolve_checkpoint(cfg.model_dir, checkpoint_path or cfg.checkpoint or None)
+  stored = read_checkpoint(path)
+  part = "ema_generator" if use_ema and stored.has("ema_generator") else "generator"
+  generator = build_generator(dataclasses.replace(cfg, precision="float32"))
+  check_architecture(stored, {part: generator},
+                     "pass the config of the run that wrote it (its config.json)")
+  status = tf.train.Checkpoint(**{part: model_table(generator)}).restore(path)
+  status.expect_partial()
+  logging.info("Restored the %s weights of %s (step %s).",
+               "EMA generator" if part == "ema_generator" else "generator", path, stored.step)
+  return generator, int(stored.step or 0)
+
+
+def restore_for_training(checkpoint: tf.train.Checkpoint, path: str, models) -> int:
+  """Restores a full training state after checking the architecture; returns the step."""
+  stored = read_checkpoint(path)
+  parts = {"generator": models.generator, "discriminator": models.discriminator}
+  if models.ema_generator is not None and stored.has("ema_generator"):
+    parts["ema_generator"] = models.ema_generator
+  check_architecture(stored, parts,
+                     "use a new --model_dir, or the flags of the run that wrote it")
+  status = checkpoint.restore(path)
+  status.expect_partial()  # e.g. an EMA generator the run did not have yet
+  if models.ema_generator is not None and not stored.has("ema_generator"):
+    logging.warning("%s has no EMA generator; it starts as a copy of the generator.", path)
+    for e, v in zip(models.ema_generator.variables, models.generator.variables):
+      e.assign(v)
+  return int(stored.step or 0)

@@ -1,0 +1,481 @@
+"""The training job: `train(cfg) -> exit status` (mode `train` of sagan_tf.main).
+
+One custom tf.distribute loop for every strategy (strategy.py). The host loop
+only calls the compiled train function (`step.make_train_function`, which
+runs cfg.steps_per_loop iterations on device) and, between calls, does what
+a run needs around it:
+
+* checkpoints every --checkpoint_every_steps and --checkpoint_every_secs,
+  keeping --keep_checkpoints (checkpoints.py has the layout); re-running the
+  same command resumes from the latest one;
+* TensorBoard scalars every --summary_every_steps, a fixed-z sample grid
+  every --sample_every_steps (TensorBoard and model_dir/samples/), and a
+  progress line at least every --log_every_secs;
+* SIGTERM / SIGINT: a checkpoint, then exit 128 + signal number. One host
+  process (default, mirrored, TPU strategies): a flag set by the signal
+  handler and read between calls. MultiWorkerMirroredStrategy: TF's
+  PreemptionCheckpointHandler, which agrees on the step to save at across
+  the workers (a worker saving alone would deadlock the collectives);
+* a non-finite loss stops the run without saving that state, so the newest
+  checkpoint stays the last good one (NonFiniteLossError).
+
+Everything a run reads is validated before the first iteration: the config
+(config.py), the replica count (strategy.py), config.json and the
+checkpoint's architecture in model_dir, and the data (the first batch is
+built eagerly and discarded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import os
+import signal
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from sagan_tf.errors import UserError
+from sagan_tf.train import checkpoints
+from sagan_tf.train import setup
+from sagan_tf.train import step as step_lib
+from sagan_tf.train.strategy import make_strategy, worker_info
+
+SAMPLE_COLUMNS = 8
+SAMPLE_MAX_ROWS = 10
+_SAMPLE_SEED = 0x5A6A  # fixed z of the sample grid (with cfg.seed)
+PREEMPTED_EXIT = 42  # MultiWorkerMirroredStrategy: the cluster's "restart me" code
+
+
+class NonFiniteLossError(UserError):
+  """Training diverged; the message names the step, the losses and the last good checkpoint."""
+
+
+class _Preempted(Exception):
+  """Raised by the PreemptionCheckpointHandler's exit_fn after it saved."""
+
+
+# ------------------------------------------------------------------ helpers
+def sample_labels(num_classes: int, rows: int = SAMPLE_MAX_ROWS) -> np.ndarray:
+  """The classes of the sample grid's rows: all when <= rows, else an even spread."""
+  if num_classes <= rows:
+    return np.arange(num_classes, dtype=np.int32)
+  return np.round(np.linspace(0, num_classes - 1, rows)).astype(np.int32)
+
+
+def sample_inputs(cfg):
+  """Fixed (z [R*C, z_dim], labels [R*C]) of the sample grid: row r is class
+  sample_labels()[r]; column c uses the same z in every row."""
+  classes = sample_labels(cfg.num_classes)
+  z = tf.random.stateless_normal([SAMPLE_COLUMNS, cfg.z_dim], seed=[cfg.seed, _SAMPLE_SEED])
+  z = tf.tile(z, [len(classes), 1])
+  labels = tf.constant(np.repeat(classes, SAMPLE_COLUMNS), tf.int32)
+  return z, labels
+
+
+def _format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class _SignalFlag:
+  """SIGTERM / SIGINT set a flag the loop reads between calls (single host)."""
+
+  def __init__(self):
+    self.signum: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is not threading.main_thread():
+      logging.warning("Not in the main thread: SIGTERM/SIGINT will not checkpoint.")
+      return self
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
+    return False
+
+
+def _value(variable) -> float:
+  """A scalar variable's value (Keras, mirrored or plain) as a Python float."""
+  return float(tf.convert_to_tensor(getattr(variable, "value", variable)).numpy())
+
+
+def _every(step_before: int, step_after: int, every: int) -> bool:
+  """True when (step_before, step_after] contains a multiple of `every`."""
+  return every > 0 and step_after // every > step_before // every
+
+
+# -------------------------------------------------------------------- train
+def train(cfg, dataset_fn: Optional[Callable] = None) -> int:
+  """Trains cfg from scratch or from the latest checkpoint in cfg.model_dir.
+
+  Args:
+    cfg: the validated Config.
+    dataset_fn: optional `fn(input_context) -> tf.data.Dataset` of per-replica
+      batches (tests); default `data.make_dataset(cfg, input_context)`.
+  Returns:
+    0 when training reached cfg.train_steps; 128 + signum after a checkpoint
+    on SIGTERM / SIGINT; 42 after a preemption checkpoint under
+    MultiWorkerMirroredStrategy.
+  Raises:
+    UserError: bad input (see the module docstring), NonFiniteLossError.
+  """
+  if not cfg.model_dir:
+    raise UserError("Training needs --model_dir (a local path or gs://...) for its "
+                    "checkpoints, summaries and samples.")
+  strategy = make_strategy(cfg)
+  return Trainer(cfg, strategy, dataset_fn).run()
+
+
+class Trainer:
+  """One training process (one worker): `Trainer(cfg, strategy).run()` is `train(cfg)`.
+
+  After run(), `models` and `step_var` hold the trained state (tests read it).
+  """
+
+  def __init__(self, cfg, strategy, dataset_fn: Optional[Callable] = None):
+    self.cfg = cfg
+    self.strategy = strategy
+    self.task_id, self.num_workers, self.chief = worker_info(strategy)
+    self.model_dir = cfg.model_dir
+    self.dataset_fn = dataset_fn
+
+  # ---------------------------------------------------------------- set-up
+  def _check_stored_config(self) -> bool:
+    """Refuses an architecture change against model_dir/config.json; True if one exists."""
+    if not checkpoints.has_run_config(self.model_dir):
+      return False
+    stored = checkpoints.load_run_config(self.model_dir)
+    changes = checkpoints.architecture_changes(stored, self.cfg)
+    if changes:
+      raise UserError(
+          f"--model_dir={self.model_dir} holds a run of a different architecture "
+          f"({'; '.join(changes)}); use a new --model_dir, or the flags of that run "
+          f"(its config.json).")
+    return True
+
+  def _make_dataset(self, start_step: int):
+    cfg = self.cfg
+    # A resumed run reshuffles with a seed of its start step, so it does not
+    # replay the data order of the run's beginning (the input pipeline's
+    # position is not checkpointed; z and fake labels are, via the step).
+    seed = None if start_step == 0 else (cfg.seed * 1_000_003 + start_step) % (2 ** 31)
+    if self.dataset_fn is not None:
+      fn = self.dataset_fn
+    else:
+      from sagan_tf.data import make_dataset  # pylint: disable=g-import-not-at-top
+      fn = lambda ctx: make_dataset(cfg, ctx, seed=seed)  # noqa: E731
+    dataset = self.strategy.distribute_datasets_from_function(fn)
+    iterator = iter(dataset)
+    self._pull(iterator)  # missing / unreadable data stops here, before training
+    return iterator
+
+  def _pull(self, iterator):
+    try:
+      return next(iterator)
+    except tf.errors.OpError as e:
+      raise self._data_error(e) from None
+
+  @staticmethod
+  def _data_error(error: tf.errors.OpError):
+    from sagan_tf.data import translate_data_error  # pylint: disable=g-import-not-at-top
+    translated = translate_data_error(error)
+    if translated is None:
+      return error
+    return translated
+
+  def _build(self):
+    cfg, strategy = self.cfg, self.strategy
+    models = setup.build_gan(cfg, strategy)
+    with strategy.scope():
+      step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    return models, step_var
+
+  def _make_manager(self, checkpoint):
+    directory = None
+    if not self.chief:
+      # Every worker must take part in a save (ON_READ variables are
+      # reduced across workers); only the chief's copy is kept.
+      directory = os.path.join(checkpoints.worker_scratch_dir(self.model_dir, self.task_id),
+                               "checkpoints")
+    return checkpoints.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints,
+                                    directory=directory)
+
+  # ------------------------------------------------------------------ run
+  def run(self) -> int:
+    cfg = self.cfg
+    had_config = self._check_stored_config()
+    latest = checkpoints.latest_checkpoint(self.model_dir)
+    start_hint = checkpoints.checkpoint_step(latest) if latest else 0
+    iterator = self._make_dataset(start_hint or 0)
+
+    models, step_var = self._build()
+    self.models, self.step_var = models, step_var
+    checkpoint = checkpoints.make_checkpoint(models, step_var)
+    if latest:
+      start = checkpoints.restore_for_training(checkpoint, latest, models)
+      logging.info("Resuming from %s at step %d of %d.", latest, start, cfg.train_steps)
+    else:
+      start = 0
+      if had_config:
+        logging.info("%s has a config.json but no checkpoint: starting at step 0.",
+                     self.model_dir)
+      logging.info("Starting a new run in %s (%d steps).", self.model_dir, cfg.train_steps)
+    self.manager = self._make_manager(checkpoint)
+    if self.chief:
+      checkpoints.write_run_config(cfg, self.model_dir)
+    self._log_model_sizes()
+
+    if start >= cfg.train_steps:
+      logging.info("Step %d >= --train_steps=%d: nothing to train.", start, cfg.train_steps)
+      return 0
+
+    self.writer = (tf.summary.create_file_writer(self.model_dir) if self.chief
+                   else tf.summary.create_noop_writer())
+    self.sample_fn = self._make_sample_fn()
+    self.last_saved = start if latest else -1
+    try:
+      status = self._loop(iterator, start, checkpoint)
+    finally:
+      self.writer.flush()
+      self.writer.close()
+    if status == 0:
+      self._evaluate()
+    return status
+
+  def _loop(self, iterator, start: int, checkpoint) -> int:
+    cfg, strategy = self.cfg, self.strategy
+    train_fn = step_lib.make_train_function(strategy, self.models, cfg, self.step_var)
+    tail_fn = None  # for a last call shorter than steps_per_loop
+    preemption = self._preemption_handler(checkpoint)
+    step = start
+    t_start = t_log = t_save = time.time()
+    step_log = start
+    first_call = True
+    metrics: Dict[str, float] = {}
+    with _SignalFlag() if preemption is None else _NoSignals() as signals:
+      while step < cfg.train_steps:
+        remaining = cfg.train_steps - step
+        fn = train_fn
+        if remaining < cfg.steps_per_loop:
+          if tail_fn is None:
+            tail_fn = step_lib.make_train_function(
+                strategy, self.models, dataclasses.replace(cfg, steps_per_loop=remaining),
+                self.step_var)
+          fn = tail_fn
+        try:
+          out = fn(iterator)
+          metrics = {k: float(v) for k, v in out.items() if k != "finite"}
+          finite = bool(out["finite"])
+        except tf.errors.OpError as e:
+          raise self._data_error(e) from None
+        before, step = step, int(self.step_var.numpy())
+        if not finite:
+          self._stop_non_finite(before, step, metrics)
+
+        now = time.time()
+        if _every(before, step, cfg.summary_every_steps) or step == cfg.train_steps:
+          self._write_scalars(step, metrics, (step - step_log) / max(now - t_log, 1e-9))
+        if _every(before, step, cfg.sample_every_steps) or step == cfg.train_steps:
+          self._write_samples(step)
+        time_to_save = (cfg.checkpoint_every_secs > 0 and
+                        now - t_save >= cfg.checkpoint_every_secs)
+        if _every(before, step, cfg.checkpoint_every_steps) or self._agree(time_to_save):
+          self._save(step)
+          t_save = time.time()
+        if first_call:
+          # The first call includes tracing and compiling: report it, time from here.
+          logging.info("step %d/%d: first call (tracing + compiling) took %s.", step,
+                       cfg.train_steps, _format_duration(now - t_start))
+          t_log, step_log, first_call = now, step, False
+        elif now - t_log >= cfg.log_every_secs or step == cfg.train_steps:
+          self._log_progress(step, metrics, step - step_log, now - t_log, now - t_start)
+          t_log, step_log = now, step
+
+        if preemption is not None:
+          try:
+            preemption.save_checkpoint_if_preempted(checkpoint_number=step)
+          except _Preempted:
+            if not self.chief:
+              tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
+            logging.warning("Preempted at step %d: checkpoint written; re-run the same "
+                            "command to resume.", step)
+            return PREEMPTED_EXIT
+        elif signals.signum is not None:
+          name = signal.Signals(signals.signum).name
+          path = self.manager.latest_checkpoint if self.last_saved == step else self._save(step)
+          logging.warning("%s at step %d: checkpoint %s written; re-run the same command "
+                          "to resume.", name, step, path)
+          return 128 + signals.signum
+    if self.last_saved != step:
+      self._save(step)
+    logging.info("Training finished: %d steps in %s.", step, _format_duration(time.time() - t_start))
+    return 0
+
+  # ------------------------------------------------------- around the step
+  def _agree(self, flag: bool) -> bool:
+    """Multi-worker: True if any worker says so (time-based decisions must agree)."""
+    if self.num_workers == 1:
+      return flag
+    if not hasattr(self, "_any_fn"):
+      strategy = self.strategy
+
+      @tf.function
+      def any_fn(value):
+        per_replica = strategy.run(lambda: tf.identity(value))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+      self._any_fn = any_fn
+    return bool(self._any_fn(tf.constant(1 if flag else 0, tf.int32)) > 0)
+
+  def _preemption_handler(self, checkpoint):
+    if self.num_workers == 1:
+      return None
+
+    def exit_fn():
+      raise _Preempted()
+
+    config = tf.distribute.experimental.TerminationConfig(exit_fn=exit_fn)
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        self.strategy.cluster_resolver, self.manager, termination_config=config)
+
+  def _save(self, step: int) -> Optional[str]:
+    path = self.manager.save(checkpoint_number=step)
+    self.last_saved = step
+    if not self.chief:
+      tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
+      return None
+    self.writer.flush()
+    logging.info("Saved checkpoint %s.", path)
+    return path
+
+  def _stop_non_finite(self, before: int, step: int, metrics: Dict[str, float]):
+    where = f"step {step}" if step - before == 1 else f"steps {before + 1}..{step}"
+    losses = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("d_loss", "g_loss") if k in metrics)
+    good = checkpoints.latest_checkpoint(self.model_dir)
+    kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
+    raise NonFiniteLossError(
+        f"Non-finite loss at {where} ({losses}): training stopped without saving that "
+        f"state; {kept}; lower --lr_g/--lr_d or use --precision=float32 and re-run.")
+
+  def _write_scalars(self, step: int, metrics: Dict[str, float], iters_per_sec: float):
+    if not self.chief:
+      return
+    m = self.models
+    with self.writer.as_default(step=step):
+      for name, value in metrics.items():
+        tf.summary.scalar(name, value)
+      tf.summary.scalar("lr_g", _value(m.g_optimizer.learning_rate))
+      tf.summary.scalar("lr_d", _value(m.d_optimizer.learning_rate))
+      for model in (m.generator, m.discriminator):
+        for layer in model.attention_layers():
+          tf.summary.scalar(f"gamma/{layer.tf1_scope}", _value(layer.gamma))
+      tf.summary.scalar("images_per_sec",
+                        iters_per_sec * self.cfg.batch_size * self.cfg.d_steps)
+      tf.summary.scalar("iterations_per_sec", iters_per_sec)
+
+  def _make_sample_fn(self):
+    """tf.function -> images of the fixed grid, from replica 0 (EMA G when present)."""
+    strategy = self.strategy
+    generator = self.models.ema_generator
+    if generator is None:
+      generator = self.models.generator
+    z, labels = sample_inputs(self.cfg)
+
+    @tf.function
+    def sample_fn():
+      images = strategy.run(
+          lambda: generator(z, labels, training=False, update_u=False))
+      return strategy.experimental_local_results(images)[0]
+
+    return sample_fn
+
+  def _write_samples(self, step: int):
+    images = self.sample_fn().numpy()  # every worker (same steps), chief writes
+    if not self.chief:
+      return
+    from sagan_tf.tools.image_grid import image_grid, save_image_grid  # pylint: disable=g-import-not-at-top
+    path = save_image_grid(images, checkpoints.sample_path(self.model_dir, step),
+                           ncols=SAMPLE_COLUMNS, scale=2)
+    with self.writer.as_default(step=step):
+      tf.summary.image("samples", image_grid(images, SAMPLE_COLUMNS)[None], step=step)
+    logging.info("Wrote samples %s.", path)
+
+  def _log_progress(self, step, metrics, iterations, seconds, elapsed):
+    cfg = self.cfg
+    rate = iterations / max(seconds, 1e-9)
+    eta = (cfg.train_steps - step) / rate if rate > 0 else float("inf")
+    logging.info(
+        "step %d/%d  d_loss %.4f (real %.4f, fake %.4f)  g_loss %.4f  "
+        "%.1f images/s  %.2f it/s  elapsed %s  ETA %s",
+        step, cfg.train_steps, metrics.get("d_loss", float("nan")),
+        metrics.get("d_loss_real", float("nan")), metrics.get("d_loss_fake", float("nan")),
+        metrics.get("g_loss", float("nan")), rate * cfg.batch_size * cfg.d_steps, rate,
+        _format_duration(elapsed), _format_duration(eta))
+
+  def _log_model_sizes(self):
+    m = self.models
+
+    def count(model):
+      return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+    logging.info("Generator %.2fM, discriminator %.2fM trainable parameters%s; "
+                 "precision %s; %s.", count(m.generator) / 1e6, count(m.discriminator) / 1e6,
+                 f"; EMA decay {self.cfg.ema_decay}" if m.ema_generator is not None else "",
+                 self.cfg.precision, "XLA" if self.cfg.jit_compile else "no XLA")
+
+  # ------------------------------------------------------------ evaluation
+  def _evaluate(self):
+    """The demo evaluates itself when sagan_tf.eval.run provides evaluate_generator."""
+    cfg = self.cfg
+    if cfg.preset != "demo" or not self.chief:
+      return
+    try:
+      module = importlib.import_module("sagan_tf.eval.run")
+    except ModuleNotFoundError as e:
+      if e.name and e.name.startswith("sagan_tf.eval"):
+        logging.info("No sagan_tf.eval.run: skipping the end-of-training evaluation.")
+        return
+      raise
+    evaluate_generator = getattr(module, "evaluate_generator", None)
+    if evaluate_generator is None:
+      logging.info("sagan_tf.eval.run has no evaluate_generator: skipping evaluation.")
+      return
+    generator, step = checkpoints.restore_generator(cfg, checkpoints.latest_checkpoint(
+        self.model_dir), use_ema=cfg.use_ema)
+    results = evaluate_generator(cfg, generator, step) or {}
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in results.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and k != "step")
+    logging.info("Evaluation at step %d: %s", step, summary)
+    print(f"evaluation at step {step}: {summary}", flush=True)
+
+
+class _NoSignals:
+  """Stand-in for _SignalFlag when the PreemptionCheckpointHandler owns SIGTERM."""
+  signum = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False

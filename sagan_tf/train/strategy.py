@@ -1,0 +1,121 @@
+"""Which tf.distribute strategy a run uses: one function, `make_strategy(cfg)`.
+
+In order of precedence:
+  --tpu=NAME | local   TPUClusterResolver -> connect -> initialise -> TPUStrategy
+  TF_CONFIG set        MultiWorkerMirroredStrategy (one process per worker)
+  --num_cpu_devices=N  (N > 1) the CPU split into N logical devices, MirroredStrategy
+                       over them: multi-replica behaviour on any machine (tests)
+  > 1 GPU              MirroredStrategy over all GPUs
+  otherwise            the default strategy (one device)
+
+`--num_cpu_devices` is an explicit request, so it wins over the GPU count.
+Logical devices can only be configured before TensorFlow initialises its
+devices (the first op, tensor or device listing does that), so call
+`make_strategy` first thing in a process, before building anything.
+
+The global batch (`--batch_size`) is split evenly over the replicas;
+`cfg.per_replica_batch(strategy.num_replicas_in_sync)` raises the clear error
+when it does not divide, and `make_strategy` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Tuple
+
+from absl import logging
+import tensorflow as tf
+
+from sagan_tf.errors import UserError
+
+
+def make_strategy(cfg) -> tf.distribute.Strategy:
+  """The strategy for cfg (see the module docstring); logs the choice.
+
+  Raises:
+    UserError: unreachable TPU, malformed TF_CONFIG, logical CPU devices
+      requested after TensorFlow initialised its devices, or a global batch
+      not divisible by the replica count.
+  """
+  if cfg.tpu:
+    strategy, what = _tpu_strategy(cfg.tpu), f"TPUStrategy ({cfg.tpu})"
+  elif os.environ.get("TF_CONFIG"):
+    strategy, what = _multi_worker_strategy(), "MultiWorkerMirroredStrategy (TF_CONFIG)"
+    if cfg.num_cpu_devices > 1:
+      logging.warning("--num_cpu_devices=%d is ignored under TF_CONFIG (one replica "
+                      "per worker on CPU).", cfg.num_cpu_devices)
+  elif cfg.num_cpu_devices > 1:
+    devices = _split_cpu(cfg.num_cpu_devices)
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    what = f"MirroredStrategy over {len(devices)} logical CPU devices"
+  elif len(tf.config.list_physical_devices("GPU")) > 1:
+    strategy, what = tf.distribute.MirroredStrategy(), "MirroredStrategy over the GPUs"
+  else:
+    strategy = tf.distribute.get_strategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    what = f"default strategy ({'GPU' if gpus else 'CPU'})"
+  n = strategy.num_replicas_in_sync
+  per_replica = cfg.per_replica_batch(n)  # the clear error when it does not divide
+  logging.info("Distribution: %s, %d replica(s), global batch %d = %d per replica.",
+               what, n, cfg.batch_size, per_replica)
+  return strategy
+
+
+def _tpu_strategy(name: str) -> tf.distribute.TPUStrategy:
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+  except Exception as e:  # pylint: disable=broad-except
+    # The resolver fails with URLError / ValueError / OpError / ImportError
+    # depending on where the lookup stops; they all mean "no such TPU here".
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise UserError(f"Cannot reach the TPU {name!r} ({reason}); check the name, zone and "
+                    "project (gcloud compute tpus list), or use --tpu=local on a TPU VM, "
+                    "or leave --tpu empty to train without a TPU.") from e
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+  raw = os.environ["TF_CONFIG"]
+  try:
+    tf_config = json.loads(raw)
+    _ = tf_config["cluster"], tf_config["task"]["type"], tf_config["task"]["index"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f"TF_CONFIG={raw!r} is not a valid cluster description (need JSON "
+                    "with 'cluster' and 'task': {'type', 'index'}); fix or unset it.") from e
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _split_cpu(n: int):
+  """Splits the (first) physical CPU into n logical devices; returns their names."""
+  cpus = tf.config.list_physical_devices("CPU")
+  config = [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+  try:
+    tf.config.set_logical_device_configuration(cpus[0], config)
+  except RuntimeError as e:
+    # Already initialised: fine if it already has the requested split.
+    if len(tf.config.list_logical_devices("CPU")) != n:
+      raise UserError(f"--num_cpu_devices={n} must be applied before TensorFlow "
+                      "initialises its devices; run it in a fresh process (the "
+                      "training command does).") from e
+  return [d.name for d in tf.config.list_logical_devices("CPU")][:n]
+
+
+def worker_info(strategy) -> Tuple[int, int, bool]:
+  """(task id, number of workers, is chief) of this process under strategy.
+
+  Only MultiWorkerMirroredStrategy has more than one worker process here
+  (TPUStrategy is driven by a single host process).
+  """
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    return 0, 1, True
+  spec = resolver.cluster_spec().as_dict()
+  num_workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+  task_type, task_id = resolver.task_type, resolver.task_id or 0
+  is_chief = (task_type == "chief" or
+              (task_type == "worker" and task_id == 0 and "chief" not in spec) or
+              task_type is None)
+  return int(task_id), max(1, num_workers), is_chief
