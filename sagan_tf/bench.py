@@ -1,9 +1,10 @@
 """`./run.sh bench`: how fast the training iteration (and input, eval) runs.
 
   ./run.sh bench                          imagenet128 architecture, batch 8 per replica,
-                                          every variant (the issue-7 configuration)
-  ./run.sh bench --preset=demo            the embedded demo at its own batch (32)
-  ./run.sh bench --bench_variants=float32,float32+xla --bench_repeats=5
+                                          float32 and float32+xla (the issue-7 configuration)
+  ./run.sh bench --bench_variants=all     ... every variant (many minutes on a CPU)
+  ./run.sh bench --preset=demo            the embedded demo at its own batch (32), all variants
+  ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
   ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
   ./run.sh bench --what=input             input pipeline images/s
   ./run.sh bench --what=eval              generator + classifier samples/s
@@ -39,9 +40,11 @@ parsed absl flags for that one thing (a library caller of
 `run_train_benchmark`, or `bench(cfg)` without parsed flags, passes a
 finished Config instead).
 
-The machine is usually shared: the table also prints the load average and
-a same-process float32 matmul rate, so that runs under different load can
-be put side by side, and the process's peak resident memory.
+The machine is usually shared: the table also gives the process CPU time
+per iteration (steadier than wall time under load), the load average and a
+same-process float32 matmul rate, so that runs under different load can be
+put side by side, and the process's peak resident memory. notes_speed.md
+has the profile of the iteration and what was changed because of it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ import math
 import os
 import resource
 import statistics
-import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -375,11 +377,14 @@ def _bench_input(cfg) -> int:
   load_before = load_average()
   rate = bench_input.input_images_per_second(cfg)
   rss = peak_rss_mb()
-  print(f"bench input: {rate:.1f} images/s (dataset {cfg.dataset}, batch {cfg.batch_size}); "
+  source = (cfg.dataset if cfg.dataset.startswith("tfrecords:") else
+            f"temporary random {bench_input.BENCH_IMAGE_SIZE}x{bench_input.BENCH_IMAGE_SIZE} "
+            f"TFRecords (--dataset={cfg.dataset} is not tfrecords)")
+  print(f"bench input: {rate:.1f} images/s ({source}, batch {cfg.batch_size}); "
         f"load average {load_before} / {load_average()}; peak resident memory {rss:.0f} MiB.",
         flush=True)
   if cfg.json:
-    write_json(cfg.json, [], {"what": "input", "images_per_s": rate, "dataset": cfg.dataset,
+    write_json(cfg.json, [], {"what": "input", "images_per_s": rate, "dataset": source,
                               "batch": cfg.batch_size, "peak_rss_mb": rss})
   return 0
 
