@@ -21,6 +21,7 @@ def _tiny(tmp_path, **overrides):
       json=str(tmp_path / "bench.json"), **overrides)
 
 
+@pytest.mark.slow
 def test_bench_writes_every_variant_with_ratios_to_the_first(tmp_path, capsys):
   cfg = _tiny(tmp_path, bench_variants="float32,float32+spl2")
   assert bench.bench(cfg) == 0
