@@ -35,10 +35,9 @@ Defaults (each only when its flag is not given):
     `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
-These need to know which flags the user set, so `bench(cfg)` looks at the
-parsed absl flags for that one thing (a library caller of
-`run_train_benchmark`, or `bench(cfg)` without parsed flags, passes a
-finished Config instead).
+These need to know which flags the user set: `cfg.command_line` (filled by
+config.from_flags; a library caller passes a Config without it, which is
+used as given).
 
 The machine is usually shared: the table also gives the process CPU time
 per iteration (steadier than wall time under load), the load average and a
@@ -302,16 +301,6 @@ def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -
 
 
 # ------------------------------------------------------------------ config
-def user_set_flags() -> Optional[set]:
-  """Names of the Config fields set on the command line; None if flags are unparsed."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  fv = flags.FLAGS
-  if not fv.is_parsed():
-    return None
-  return {f.name for f in dataclasses.fields(config_lib.Config)
-          if f.name in fv and fv[f.name].present}
-
-
 def resolve_config(cfg, explicit: Optional[set], num_replicas: int = 1):
   """bench's defaults: imagenet128 unless --preset; for the imagenet presets
   batch 8 per replica, variants float32,float32+xla and 1 iteration per repeat,
@@ -361,7 +350,7 @@ def _bench_train(cfg, strategy) -> int:
 def bench(cfg) -> int:
   """Mode `bench`: --what=train | input | eval (see the module docstring)."""
   from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
-  explicit = user_set_flags()
+  explicit = cfg.command_line
   cfg = resolve_config(cfg, explicit)
   strategy = make_strategy(cfg)
   cfg = resolve_config(cfg, explicit, strategy.num_replicas_in_sync)

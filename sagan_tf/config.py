@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from sagan_tf.errors import UserError
 
@@ -41,6 +41,11 @@ class Config:
   """Every setting of a run. Defaults = the original ImageNet 128x128 SAGAN."""
 
   preset: str = _f("imagenet128", "Named preset the other flags override.")
+  # Not a flag: the names of the fields typed on the command line (None when
+  # the Config was not built by from_flags), for modes whose defaults depend
+  # on what the user set (bench, eval). Not saved, not compared.
+  command_line: Optional[FrozenSet[str]] = dataclasses.field(
+      default=None, compare=False, repr=False, metadata={"internal": True})
 
   # ---- Model (original names: gf_dim, df_dim, z_dim, num_classes) ----
   image_size: int = _f(128, "Image height = width; a power of two, 32..512.")
@@ -120,6 +125,8 @@ class Config:
                       "(empty = MODEL_DIR/eval).")
   intra_fid_classes: int = _f(0, "Classes for intra-FID (0 = off, -1 = all).")
   use_ema: bool = _f(True, "Use the EMA generator weights when the run has them.")
+  self_eval: bool = _f(False, "train: evaluate the generator at step 0 and after the "
+                       "last step, and print the two side by side (the demo does).")
 
   watch: bool = _f(False, "eval: evaluate each new checkpoint as training writes it.")
   compare_published: bool = _f(False, "eval: print the run beside the paper's numbers.")
@@ -250,22 +257,23 @@ def _imagenet128_feat64() -> Config:
 def _demo() -> Config:
   """The embedded default: a 32x32 SAGAN on the procedural `shapes` data.
 
-  Sized for a 2-core CPU: ~0.74M G / 0.60M D parameters, bfloat16, and
-  learning rates above the original's (see BUILD_NOTES.md) so that a
-  15-minute run draws class-specific shapes.
+  Sized so that training takes ~13 minutes on a 2-core AVX2 CPU: width 24
+  (0.47M G / 0.34M D parameters), batch 16, float32 (no bf16 arithmetic on
+  such CPUs), learning rates above the original's; see BUILD_NOTES.md,
+  "The demo preset", for the measurements behind each choice.
   """
   return Config(
-      image_size=32, num_classes=10, z_dim=128, gf_dim=32, df_dim=32,
+      image_size=32, num_classes=10, z_dim=128, gf_dim=24, df_dim=24,
       g_attention_res=(16,), d_attention_res=(16,),
-      lr_g=4e-4, lr_d=8e-4, batch_size=32, train_steps=4000,
-      precision="bfloat16", ema_decay=0.99, ema_start=0,
-      # Inference-mode batch statistics must catch up within a 4000-step run:
-      # 0.9999 would still weigh the initial (0, 1) statistics by 45% at the end.
+      lr_g=4e-4, lr_d=8e-4, batch_size=16, train_steps=3600, steps_per_loop=10,
+      precision="float32", ema_decay=0.99, ema_start=0,
+      # Inference-mode batch statistics must catch up within a short run:
+      # 0.9999 would still weigh the initial (0, 1) statistics by half at the end.
       cbn_decay=0.99, output_bn_decay=0.99,
       dataset="shapes", shuffle_buffer=10_000, model_dir="runs/demo",
       checkpoint_every_steps=500, checkpoint_every_secs=300,
       sample_every_steps=500, summary_every_steps=50,
-      num_samples=10_000, eval_batch_size=250)
+      num_samples=10_000, eval_batch_size=250, self_eval=True)
 
 
 _PRESETS = {
@@ -288,7 +296,7 @@ def define_flags(flag_values=None) -> None:
   from absl import flags
   fv = flag_values if flag_values is not None else flags.FLAGS
   for field in dataclasses.fields(Config):
-    if field.name in fv:
+    if field.name in fv or field.metadata.get("internal"):
       continue
     help_text = field.metadata.get("help", field.name)
     kind = _flag_kind(field)
@@ -327,23 +335,28 @@ def from_flags(flag_values=None) -> Config:
   fv = flag_values if flag_values is not None else flags.FLAGS
   cfg = Config.preset(fv["preset"].value)
   overrides: Dict[str, Any] = {}
-  for field in dataclasses.fields(Config):
-    if field.name == "preset":
-      continue
+  typed = set()
+  for field in _public_fields():
     if field.name in fv and fv[field.name].present:
-      overrides[field.name] = _parse_value(field, fv[field.name].value)
-  return dataclasses.replace(cfg, **overrides).validate()
+      typed.add(field.name)
+      if field.name != "preset":
+        overrides[field.name] = _parse_value(field, fv[field.name].value)
+  return dataclasses.replace(cfg, command_line=frozenset(typed), **overrides).validate()
+
+
+def _public_fields():
+  return [f for f in dataclasses.fields(Config) if not f.metadata.get("internal")]
 
 
 def to_dict(cfg: Config) -> Dict[str, Any]:
   """JSON-friendly dict (tuples as lists)."""
-  return {k: list(v) if isinstance(v, tuple) else v
-          for k, v in dataclasses.asdict(cfg).items()}
+  return {f.name: list(v) if isinstance(v, tuple) else v
+          for f in _public_fields() for v in [getattr(cfg, f.name)]}
 
 
 def from_dict(d: Dict[str, Any], strict: bool = False) -> Config:
   """Inverse of to_dict; unknown keys are an error only when strict."""
-  names = {f.name: f for f in dataclasses.fields(Config)}
+  names = {f.name: f for f in _public_fields()}
   unknown = set(d) - set(names)
   if unknown and strict:
     raise ConfigError(f"Unknown config keys: {sorted(unknown)}")

@@ -61,7 +61,7 @@ def test_defaults_are_imagenet128_at_batch_8_unless_the_user_says_otherwise():
   assert (cfg.bench_variants, cfg.bench_iters) == ("float32,float32+xla", 1)
   assert bench.resolve_config(demo, explicit=set(), num_replicas=2).batch_size == 16
   cfg = bench.resolve_config(demo, explicit={"preset"})
-  assert (cfg.preset, cfg.batch_size, cfg.bench_variants) == ("demo", 32, "")
+  assert (cfg.preset, cfg.batch_size, cfg.bench_variants) == ("demo", demo.batch_size, "")
   assert [v.name for v in bench.parse_variants(cfg.bench_variants)] == list(
       bench.ALL_TRAIN_VARIANTS)
   cfg = bench.resolve_config(dataclasses.replace(demo, batch_size=4), explicit={"batch_size"})

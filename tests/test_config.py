@@ -66,6 +66,11 @@ def test_flags_override_the_preset_only_where_set():
   assert c.batch_size == 64 and c.g_attention_res == (32, 64) and c.precision == "bfloat16"
   assert c.lr_d == 4e-4 and c.preset == "imagenet128"
   assert "GLOBAL batch" in fv["batch_size"].help
+  # What was typed is kept (bench and eval defaults depend on it), even a
+  # value equal to the preset's; it is neither a flag nor saved.
+  assert c.command_line == {"preset", "batch_size", "g_attention_res", "precision"}
+  assert "command_line" not in fv and "command_line" not in config_lib.to_dict(c)
+  assert Config.preset("demo").command_line is None
 
 
 def test_config_round_trips_through_dict():

@@ -96,3 +96,13 @@ def test_format_comparison_shows_the_run_beside_the_paper():
   for number in ("52.52", "18.65", "83.7", "51.43", "18.28", "36.80", "27.62", "92.4"):
     assert number in table
   assert "10000 samples" in table  # the sample-size caveat
+
+
+def test_eval_config_takes_the_typed_eval_flags_over_the_run_config(tiny_run):
+  # --num_samples=10000 typed (the demo preset's own default) overrides the
+  # run's 120; eval_batch_size was not typed, so the run's 50 stays.
+  cli = dataclasses.replace(config_lib.Config.preset("demo"), model_dir=tiny_run.model_dir,
+                            num_samples=10_000, eval_batch_size=7,
+                            command_line=frozenset({"model_dir", "num_samples"}))
+  cfg = run.eval_config(cli)
+  assert (cfg.num_samples, cfg.eval_batch_size, cfg.gf_dim) == (10_000, 50, 4)

@@ -70,3 +70,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert latest.endswith("ckpt-2")
   tables = th.read_checkpoint_tables(latest)
   assert all(np.all(np.isfinite(v)) for v in tables.values())
+
+
+@pytest.mark.slow
+def test_self_eval_scores_step_0_and_the_end_and_prints_them_side_by_side(tmp_path, capsys):
+  from sagan_tf.eval import classifiers, run  # pylint: disable=g-import-not-at-top
+  stats = str(tmp_path / "stats")
+  # An (untrained) classifier already in the cache: the run loads it, not trains.
+  classifiers.shapes_classifier(stats, image_size=32, seed=0, train_images=10,
+                                test_images=100, max_epochs=0)
+  cfg = th.tiny_config(model_dir=str(tmp_path / "run"), train_steps=2, self_eval=True,
+                       stats_dir=stats, num_samples=60, eval_batch_size=30)
+  assert loop.train(cfg) == 0
+  start, end = run.read_result(cfg, 0), run.read_result(cfg, 2)
+  assert start["step"] == 0 and end["step"] == 2
+  assert start["fcd"] != end["fcd"]  # two different generators were scored
+  out = capsys.readouterr().out
+  assert "step 0" in out and "step 2" in out
+  assert f"{start['fcd']:.5g}" in out and f"{end['fcd']:.5g}" in out
+  assert "target class consistency" in out

@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A SAGAN small enough to trace and run in seconds on one CPU core: 32x32,
 # widths 8 (attention needs >= 8 channels at its resolution), 3 classes.
 # Preset imagenet128 (overridden) rather than demo: the demo evaluates itself
-# at the end of training, which takes minutes.
+# (--self_eval) at step 0 and at the end, which takes minutes.
 PRESET = "imagenet128"
 TINY = dict(gf_dim=8, df_dim=8, batch_size=4, image_size=32, num_classes=3,
             z_dim=16, precision="float32", ema_decay=0.0, dataset="shapes",

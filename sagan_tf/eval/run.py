@@ -48,14 +48,17 @@ EVAL_SUBDIR = "eval"
 def eval_config(cli_cfg: config_lib.Config) -> config_lib.Config:
   """The run's config.json, with the eval fields the command line changed.
 
-  A field counts as changed when it differs from the command line preset's
-  default (Config holds values, not which flags were typed).
+  A field counts as changed when it was typed (cli_cfg.command_line) or, for
+  a Config not built from flags, when it differs from its preset's default.
   """
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
   run_cfg = checkpoints.load_run_config(cli_cfg.model_dir)
-  defaults = config_lib.Config.preset(cli_cfg.preset)
-  overrides = {f: getattr(cli_cfg, f) for f in EVAL_FIELDS
-               if getattr(cli_cfg, f) != getattr(defaults, f)}
+  if cli_cfg.command_line is not None:
+    changed = [f for f in EVAL_FIELDS if f in cli_cfg.command_line]
+  else:
+    defaults = config_lib.Config.preset(cli_cfg.preset)
+    changed = [f for f in EVAL_FIELDS if getattr(cli_cfg, f) != getattr(defaults, f)]
+  overrides = {f: getattr(cli_cfg, f) for f in changed}
   return dataclasses.replace(run_cfg, model_dir=cli_cfg.model_dir, **overrides)
 
 
@@ -205,6 +208,15 @@ def write_result(cfg, result: Dict) -> str:
   writer.flush()
   writer.close()
   return path
+
+
+def read_result(cfg, step: int) -> Optional[Dict]:
+  """The JSON write_result wrote for `step`, or None when there is none."""
+  path = os.path.join(eval_dir(cfg), f"step_{int(step):07d}.json")
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def evaluate_generator(cfg, generator, step: int, evaluator: Optional[Evaluator] = None

@@ -33,6 +33,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
@@ -232,7 +233,6 @@ class StoredCheckpoint:
 
 def read_checkpoint(path: str) -> StoredCheckpoint:
   """Step and per-model variable shapes of a checkpoint written by make_checkpoint."""
-  from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=g-import-not-at-top
   reader = _reader(path)
   key_shapes = reader.get_variable_to_shape_map()
   if "_CHECKPOINTABLE_OBJECT_GRAPH" not in key_shapes:

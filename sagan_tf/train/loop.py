@@ -28,7 +28,6 @@ built eagerly and discarded).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
 import signal
@@ -41,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf.errors import UserError
+from sagan_tf.tools.image_grid import image_grid, save_image_grid
 from sagan_tf.train import checkpoints
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
@@ -253,13 +253,21 @@ class Trainer:
                    else tf.summary.create_noop_writer())
     self.sample_fn = self._make_sample_fn()
     self.last_saved = start if latest else -1
+    evaluator = None
     try:
+      if cfg.self_eval and start == 0:
+        # The untrained generator is the yardstick the end result is read
+        # against (FCD at the end / FCD at step 0); evaluating first also
+        # builds the classifier and real statistics before any training time
+        # is spent, so a misconfigured evaluation stops the run early.
+        self._save(0)
+        evaluator = self._self_evaluate(None, first=True)
       status = self._loop(iterator, start, checkpoint)
     finally:
       self.writer.flush()
       self.writer.close()
-    if status == 0:
-      self._evaluate()
+    if status == 0 and cfg.self_eval:
+      self._self_evaluate(evaluator, first=False)
     return status
 
   def _loop(self, iterator, start: int, checkpoint) -> int:
@@ -328,7 +336,8 @@ class Trainer:
           return 128 + signals.signum
     if self.last_saved != step:
       self._save(step)
-    logging.info("Training finished: %d steps in %s.", step, _format_duration(time.time() - t_start))
+    logging.info("Training finished: %d steps in %s.", step,
+                 _format_duration(time.time() - t_start))
     return 0
 
   # ------------------------------------------------------- around the step
@@ -413,7 +422,6 @@ class Trainer:
     images = self.sample_fn().numpy()  # every worker (same steps), chief writes
     if not self.chief:
       return
-    from sagan_tf.tools.image_grid import image_grid, save_image_grid  # pylint: disable=g-import-not-at-top
     path = save_image_grid(images, checkpoints.sample_path(self.model_dir, step),
                            ncols=SAMPLE_COLUMNS, scale=2)
     with self.writer.as_default(step=step):
@@ -444,30 +452,24 @@ class Trainer:
                  self.cfg.precision, "XLA" if self.cfg.jit_compile else "no XLA")
 
   # ------------------------------------------------------------ evaluation
-  def _evaluate(self):
-    """The demo evaluates itself when sagan_tf.eval.run provides evaluate_generator."""
+  def _self_evaluate(self, evaluator, first: bool):
+    """--self_eval: scores the latest checkpoint; after the last step prints it
+    beside the step-0 result. Returns the Evaluator (classifier and real
+    statistics) for reuse. Only the chief evaluates."""
+    if not self.chief:
+      return None
+    from sagan_tf.eval import report, run as eval_run  # pylint: disable=g-import-not-at-top
     cfg = self.cfg
-    if cfg.preset != "demo" or not self.chief:
-      return
     try:
-      module = importlib.import_module("sagan_tf.eval.run")
-    except ModuleNotFoundError as e:
-      if e.name and e.name.startswith("sagan_tf.eval"):
-        logging.info("No sagan_tf.eval.run: skipping the end-of-training evaluation.")
-        return
-      raise
-    evaluate_generator = getattr(module, "evaluate_generator", None)
-    if evaluate_generator is None:
-      logging.info("sagan_tf.eval.run has no evaluate_generator: skipping evaluation.")
-      return
-    generator, step = checkpoints.restore_generator(cfg, checkpoints.latest_checkpoint(
-        self.model_dir), use_ema=cfg.use_ema)
-    results = evaluate_generator(cfg, generator, step) or {}
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in results.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)
-                        and k != "step")
-    logging.info("Evaluation at step %d: %s", step, summary)
-    print(f"evaluation at step {step}: {summary}", flush=True)
+      evaluator = evaluator or eval_run.Evaluator(cfg)
+    except UserError as e:
+      raise UserError(f"{e} (Or train without evaluating: --noself_eval.)") from None
+    generator, step = checkpoints.restore_generator(cfg, self.manager.latest_checkpoint,
+                                                    use_ema=cfg.use_ema)
+    result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
+    if not first:
+      print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
+    return evaluator
 
 
 class _NoSignals:
