@@ -7,6 +7,7 @@ Modes: train (default), eval, export, sample, attention, bench.
 from __future__ import annotations
 
 import importlib
+import logging as python_logging
 import sys
 
 from absl import app, flags, logging
@@ -35,6 +36,9 @@ def _run(argv):
   if mode not in MODES:
     raise app.UsageError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)} "
                          "(or 'test' / 'convert' through run.sh).")
+  # TensorFlow's own INFO lines (e.g. one per checkpoint shard written) would
+  # drown the progress lines; its warnings and errors still show.
+  python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
   try:
     cfg = config_lib.from_flags(flags.FLAGS)
   except config_lib.ConfigError as e:
