@@ -61,7 +61,8 @@ def test_any_power_of_two_resolution_and_attention_placement(size, g_attn, d_att
 
 
 def test_bfloat16_models_compute_in_bf16_with_float32_outputs():
-  cfg = dataclasses.replace(Config.preset("demo"), gf_dim=8, df_dim=8, num_classes=3)
+  cfg = dataclasses.replace(Config.preset("demo"), gf_dim=8, df_dim=8, num_classes=3,
+                            precision="bfloat16")
   g, d = build_generator(cfg), build_discriminator(cfg)
   assert g.compute_dtype == "bfloat16"
   assert all(v.dtype == "float32" for v in g.variables + d.variables)
