@@ -257,7 +257,7 @@ def _imagenet128_feat64() -> Config:
 def _demo() -> Config:
   """The embedded default: a 32x32 SAGAN on the procedural `shapes` data.
 
-  Sized so that training takes ~13 minutes on a 2-core AVX2 CPU: width 24
+  Sized so that training takes ~12 minutes on a 2-core AVX2 CPU: width 24
   (0.47M G / 0.34M D parameters), batch 16, float32 (no bf16 arithmetic on
   such CPUs), learning rates above the original's; see BUILD_NOTES.md,
   "The demo preset", for the measurements behind each choice.
