@@ -295,8 +295,8 @@ def define_flags(flag_values=None) -> None:
   """Defines one absl flag per Config field (idempotent)."""
   from absl import flags
   fv = flag_values if flag_values is not None else flags.FLAGS
-  for field in dataclasses.fields(Config):
-    if field.name in fv or field.metadata.get("internal"):
+  for field in _public_fields():
+    if field.name in fv:
       continue
     help_text = field.metadata.get("help", field.name)
     kind = _flag_kind(field)

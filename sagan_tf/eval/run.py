@@ -193,11 +193,16 @@ class Evaluator:
     return result
 
 
+def result_path(cfg, step: int) -> str:
+  """MODEL_DIR/eval/step_XXXXXXX.json."""
+  return os.path.join(eval_dir(cfg), f"step_{int(step):07d}.json")
+
+
 def write_result(cfg, result: Dict) -> str:
   """MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars eval/<metric>."""
   directory = eval_dir(cfg)
   tf.io.gfile.makedirs(directory)
-  path = os.path.join(directory, f"step_{int(result['step']):07d}.json")
+  path = result_path(cfg, result["step"])
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
   writer = tf.summary.create_file_writer(directory)
@@ -212,7 +217,7 @@ def write_result(cfg, result: Dict) -> str:
 
 def read_result(cfg, step: int) -> Optional[Dict]:
   """The JSON write_result wrote for `step`, or None when there is none."""
-  path = os.path.join(eval_dir(cfg), f"step_{int(step):07d}.json")
+  path = result_path(cfg, step)
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
