@@ -129,7 +129,7 @@ def test_image_size_mismatch_names_both_sizes(id_shards):
 
 def test_glob_without_files_is_a_user_error(tmp_path):
   cfg = fx.tiny_config(dataset=f"tfrecords:{tmp_path}/nothing-*.tfrecords")
-  with pytest.raises(UserError, match="matches no files"):
+  with pytest.raises(UserError, match="matches no record files"):
     pipeline.make_dataset(cfg)
 
 

@@ -106,7 +106,7 @@ def test_class_tree_converts_with_sorted_folder_labels_and_reports_the_bad_file(
   assert open(f"{out}/labels.txt").read() == "0\ta_cats\n1\tb_dogs\n2\tc_birds\n"
   assert tree["bad"][0] in open(f"{out}/{convert_common.SKIPPED_FILE}").read()
   assert sorted(os.listdir(out)) == sorted(
-      ["labels.txt", convert_common.SKIPPED_FILE] +
+      ["labels.txt", convert_common.SKIPPED_FILE, "manifest-train.json"] +
       [f"train-{k:05d}-of-00003.tfrecords" for k in range(3)])
   want = sorted(preprocess.load_image(p, 32).tobytes() + bytes([lab])
                 for p, lab in tree["good"])
@@ -140,7 +140,7 @@ def test_strict_mode_stops_at_the_unreadable_image_naming_it(tmp_path):
   tree = fx.make_class_tree(str(tmp_path / "images"))
   with pytest.raises(UserError, match=r"Cannot read image .*broken\.JPEG"):
     folder_to_tfrecords.convert_folder(str(tmp_path / "images"), str(tmp_path / "out"),
-                                       image_size=16, num_shards=1, strict=True)
+                                       image_size=32, num_shards=1, strict=True)
   # Nothing that looks complete was left behind.
   assert not glob.glob(f"{tmp_path}/out/*.tfrecords")
   assert tree["bad"]
@@ -152,7 +152,7 @@ def test_rerun_keeps_complete_shards_and_redoes_leftover_tmp(tmp_path):
     for i in range(4):
       fx.save(fx.random_image(rng, 20, 20), f"{tmp_path}/in/c{c}/{i}.png", "PNG")
   out = f"{tmp_path}/out"
-  first = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", out, image_size=16,
+  first = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", out, image_size=32,
                                              num_shards=2)
   assert first.shards_written == 2
   shard0, shard1 = sorted(glob.glob(f"{out}/*.tfrecords"))
@@ -161,7 +161,7 @@ def test_rerun_keeps_complete_shards_and_redoes_leftover_tmp(tmp_path):
   os.rename(shard1, shard1 + ".tmp")  # as if the run died while writing shard 1
   with open(shard1 + ".tmp", "wb") as f:
     f.write(good1[:50])
-  second = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", out, image_size=16,
+  second = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", out, image_size=32,
                                               num_shards=2)
   assert second.shards_already_complete == 1 and second.shards_written == 1
   assert (os.path.getmtime(shard0), open(shard0, "rb").read()) == before
@@ -174,7 +174,7 @@ def test_flat_folder_is_one_class(tmp_path):
   for i in range(3):
     fx.save(fx.random_image(rng, 20, 24), f"{tmp_path}/flat/{i}.jpg", "JPEG")
   report = folder_to_tfrecords.convert_folder(f"{tmp_path}/flat", f"{tmp_path}/out",
-                                              image_size=16)
+                                              image_size=32)
   assert report.written == 3
   assert {r.label for r in _read_all(f"{tmp_path}/out/*.tfrecords")} == {0}
   assert open(f"{tmp_path}/out/labels.txt").read() == "0\tflat\n"
@@ -182,7 +182,7 @@ def test_flat_folder_is_one_class(tmp_path):
 
 def test_empty_folder_is_a_user_error_naming_it(tmp_path):
   os.makedirs(tmp_path / "empty")
-  with pytest.raises(UserError, match=rf"No files found in {tmp_path}/empty"):
+  with pytest.raises(UserError, match=rf"No image files found in {tmp_path}/empty"):
     folder_to_tfrecords.convert_folder(str(tmp_path / "empty"), str(tmp_path / "out"))
 
 
@@ -191,9 +191,10 @@ def test_empty_class_folder_keeps_its_label_index_and_is_reported(tmp_path):
   fx.save(fx.random_image(rng, 20, 20), f"{tmp_path}/in/a/0.png", "PNG")
   os.makedirs(tmp_path / "in" / "b")
   fx.save(fx.random_image(rng, 20, 20), f"{tmp_path}/in/c/0.png", "PNG")
-  files, names, warnings = convert_common.list_class_folders(f"{tmp_path}/in")
-  assert names == ["a", "b", "c"] and sorted(lab for _, lab in files) == [0, 2]
-  assert any(f"{tmp_path}/in/b is empty" in w for w in warnings)
+  listing = convert_common.list_class_folders(f"{tmp_path}/in")
+  assert listing.class_names == ["a", "b", "c"]
+  assert sorted(lab for _, lab in listing.files_and_labels) == [0, 2]
+  assert any(f"{tmp_path}/in/b is empty" in w for w in listing.warnings)
 
 
 def test_imagenet_layout_labels_synsets_in_sorted_order(tmp_path):
@@ -202,7 +203,7 @@ def test_imagenet_layout_labels_synsets_in_sorted_order(tmp_path):
     fx.save(fx.random_image(rng, 30, 40), f"{tmp_path}/in/{syn}/{syn}_1.JPEG", "JPEG")
   fx.save(fx.random_image(rng, 30, 40), f"{tmp_path}/in/n01000000/png_1.JPEG", "PNG")
   report = imagenet_to_tfrecords.convert_imagenet(f"{tmp_path}/in", f"{tmp_path}/out",
-                                                  image_size=16, num_shards=2)
+                                                  image_size=32, num_shards=2)
   assert report.written == 3
   assert open(f"{tmp_path}/out/labels.txt").read() == "0\tn01000000\n1\tn02000000\n"
   labels = sorted(r.label for r in _read_all(f"{tmp_path}/out/*.tfrecords"))
@@ -219,14 +220,14 @@ def test_tfds_converter_writes_records_and_class_names(tmp_path):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=6):
     report = tfds_to_tfrecords.convert_tfds("cifar10:test", str(tmp_path / "tfds"),
-                                            str(tmp_path / "out"), image_size=16,
+                                            str(tmp_path / "out"), image_size=32,
                                             num_shards=1)
   assert report.written == 6 and not report.skipped
   assert glob.glob(f"{tmp_path}/out/test-00000-of-00001.tfrecords")
   lines = open(f"{tmp_path}/out/labels.txt").read().splitlines()
   assert len(lines) == 10 and lines[0].startswith("0\t")  # ClassLabel names
   recs = _read_all(f"{tmp_path}/out/*.tfrecords")
-  assert all(r.image.shape == (16, 16, 3) and 0 <= r.label < 10 for r in recs)
+  assert all(r.image.shape == (32, 32, 3) and 0 <= r.label < 10 for r in recs)
 
 
 def test_progress_logs_rate_and_eta(monkeypatch):
@@ -244,9 +245,9 @@ def test_two_worker_processes_write_the_same_records_as_one(tmp_path):
   for i in range(8):
     fx.save(fx.random_image(rng, 24, 24), f"{tmp_path}/in/c{i % 2}/{i}.png", "PNG")
   one = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", f"{tmp_path}/one",
-                                           image_size=16, num_shards=4, num_workers=1)
+                                           image_size=32, num_shards=4, num_workers=1)
   two = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", f"{tmp_path}/two",
-                                           image_size=16, num_shards=4, num_workers=2)
+                                           image_size=32, num_shards=4, num_workers=2)
   assert one.written == two.written == 8
   for k in range(4):
     name = f"train-{k:05d}-of-00004.tfrecords"
@@ -317,7 +318,7 @@ def test_converter_and_inspector_run_as_modules(tmp_path):
                           cwd=REPO, env=env, timeout=300)
 
   conv = run("tfrecords_tools.folder_to_tfrecords", f"--input_dir={tmp_path}/in",
-             f"--output_dir={tmp_path}/out", "--image_size=16", "--num_workers=1")
+             f"--output_dir={tmp_path}/out", "--image_size=32", "--num_workers=1")
   assert conv.returncode == 0, conv.stderr[-2000:]
   assert "Wrote 4 images" in conv.stdout
   insp = run("tfrecords_tools.inspect_tfrecords", f"--input={tmp_path}/out",
