@@ -29,6 +29,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import stat
 import threading
 import time
@@ -372,7 +373,9 @@ def _prepare_output(output_dir: str, prefix: str, settings: Dict,
   """
   import tensorflow as tf
   tf.io.gfile.makedirs(output_dir)
-  present = tf.io.gfile.glob(f"{output_dir}/{prefix}-*-of-*.tfrecords*")
+  own = re.compile(rf"^{re.escape(prefix)}-\d{{5}}-of-\d{{5}}\.tfrecords(\.\d+\.tmp|\.tmp)?$")
+  present = [p for p in tf.io.gfile.glob(f"{output_dir}/{prefix}-*-of-*.tfrecords*")
+             if own.match(p.rsplit("/", 1)[-1])]
   shards = sorted(p for p in present if p.endswith(".tfrecords"))
   leftovers = [p for p in present if p.endswith(".tmp")]
   manifest_path = f"{output_dir}/{manifest_name(prefix)}"
@@ -415,6 +418,24 @@ def _prepare_output(output_dir: str, prefix: str, settings: Dict,
       tf.io.gfile.remove(path)
     except tf.errors.NotFoundError:
       pass  # (its writer just finished or removed it)
+
+
+def _write_skipped(output_dir: str, skipped: Sequence[Tuple[str, str]],
+                   resumed: bool) -> None:
+  """SKIPPED_FILE: `origin<TAB>reason` lines; a resumed run keeps the earlier ones."""
+  import tensorflow as tf
+  path = f"{output_dir}/{SKIPPED_FILE}"
+  lines = [f"{o}\t{r}\n" for o, r in skipped]
+  earlier = _read_text(path) if resumed else None
+  if earlier:
+    lines = sorted(set(earlier.splitlines(keepends=True)) | set(lines))
+  if lines:
+    atomic_write.write_text(path, "".join(lines))
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)  # from an earlier run of other inputs
+  if skipped:
+    logging.warning("Skipped %d input(s), such as %s; the list is in %s.",
+                    len(skipped), skipped[0][0], path)
 
 
 def _write_manifest(output_dir: str, prefix: str, settings: Dict,
@@ -470,11 +491,7 @@ def convert_jobs(jobs: Sequence[ShardJob], output_dir: str, *, settings: Dict,
                     strict=strict, total_images=total_images,
                     log_every_secs=log_every_secs)
   report.skipped = list(skipped_inputs) + report.skipped
-  skipped_path = f"{output_dir}/{SKIPPED_FILE}"
-  if report.skipped:
-    atomic_write.write_text(skipped_path, "".join(f"{o}\t{r}\n" for o, r in report.skipped))
-    logging.warning("Skipped %d input(s), such as %s; the list is in %s.",
-                    len(report.skipped), report.skipped[0][0], skipped_path)
+  _write_skipped(output_dir, report.skipped, resumed=report.shards_already_complete > 0)
   if report.written == 0 and all(
       tf.io.gfile.stat(p).length == 0 for p in report.files):
     for path in report.files + [f"{output_dir}/{manifest_name(prefix)}"]:
@@ -483,7 +500,8 @@ def convert_jobs(jobs: Sequence[ShardJob], output_dir: str, *, settings: Dict,
              if report.skipped else "")
     raise UserError(f"No image could be converted into {output_dir}: "
                     f"{len(report.skipped)} input(s) skipped{first}"
-                    + (f"; all are listed in {skipped_path}" if report.skipped else "")
+                    + (f"; all are listed in {output_dir}/{SKIPPED_FILE}"
+                       if report.skipped else "")
                     + ". Check the input path and the files.")
   report.manifest = _write_manifest(output_dir, prefix, settings, expected, complete=True)
   return report

@@ -58,6 +58,7 @@ def run_cli(fn) -> int:
 
 def convert_folder(input_dir: str, output_dir: str, **kwargs) -> convert_common.ConvertReport:
   """Lists DIR's class folders and converts them (kwargs: see convert_common.convert)."""
+  convert_common.check_image_size(kwargs.get("image_size", 128))  # before a long listing
   listing = convert_common.list_class_folders(input_dir)
   for w in listing.warnings:
     logging.warning("%s", w)

@@ -49,6 +49,7 @@ def list_imagenet(input_dir: str) -> convert_common.Listing:
 
 def convert_imagenet(input_dir: str, output_dir: str, **kwargs):
   """Converts an ILSVRC2012 train folder (kwargs: see convert_common.convert)."""
+  convert_common.check_image_size(kwargs.get("image_size", 128))  # before a long listing
   listing = list_imagenet(input_dir)
   logging.info("%d images in %d synsets.", len(listing.files_and_labels),
                len(listing.class_names))

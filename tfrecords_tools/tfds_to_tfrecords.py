@@ -55,8 +55,7 @@ def convert_tfds(dataset: str, data_dir: str, output_dir: str, *, image_size: in
       "image_size": image_size, "num_shards": num_shards, "prefix": prefix,
       "jpeg_draft": jpeg_draft, "class_names": class_names,
       "inputs": {"kind": "tfds", "name": name, "split": split,
-                 "version": str(b.info.version), "num_examples": total,
-                 "data_dir": data_dir},
+                 "version": str(b.info.version), "num_examples": total},
   }
   logging.info("Converting %s split %s (%s examples) into %d shard(s).", name, split,
                total or "?", num_shards)

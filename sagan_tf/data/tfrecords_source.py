@@ -53,10 +53,16 @@ _FOOTER = 4  # uint32 masked CRC of the data
 # Looking for the damaged file stops after this long (then the message says
 # how to find it).
 _LOCATE_SECONDS = 120.0
-
-
 RECORD_SUFFIXES = (".tfrecords", ".tfrecord")
 _SHARD_NAME = re.compile(r"^(.+)-\d{5}-of-\d{5}\.tfrecords?$")
+
+
+def _as_folder(spec: str) -> Optional[str]:
+  """`spec` without a trailing slash when it names a folder (no wildcards), else None."""
+  spec = spec.rstrip("/") or "/"
+  if any(c in spec for c in "*?[") or not tf.io.gfile.isdir(spec):
+    return None
+  return spec
 
 
 def find_record_files(spec: str) -> Tuple[List[str], List[str]]:
@@ -68,9 +74,9 @@ def find_record_files(spec: str) -> Tuple[List[str], List[str]]:
   file name is a glob matching itself). `.tmp` files are converter outputs
   still being written (or left by a killed run) and are never read.
   """
-  spec = spec.rstrip("/") or "/"
-  if not any(c in spec for c in "*?[") and tf.io.gfile.isdir(spec):
-    paths = [f"{spec}/{n.rstrip('/')}" for n in tf.io.gfile.listdir(spec)]
+  folder = _as_folder(spec)
+  if folder:
+    paths = [f"{folder}/{n.rstrip('/')}" for n in tf.io.gfile.listdir(folder)]
     files = [p for p in paths if p.endswith(RECORD_SUFFIXES)]
     partial = [p for p in paths if p.endswith(".tmp") and ".tfrecord" in p]
   else:
@@ -97,8 +103,8 @@ def list_files(pattern: str) -> List[str]:
                     "re-run the converter to finish them.", len(partial), partial[0])
   if not files:
     raise UserError(
-        f"--dataset=tfrecords:{pattern} matches no record files (a glob such as "
-        "data/train-*.tfrecords, or a folder of *.tfrecords); check the path, or "
+        f"--dataset=tfrecords:{pattern} matches no files of records (a glob such "
+        "as data/train-*.tfrecords, or a folder of *.tfrecords); check the path, or "
         "make records with ./run.sh convert folder_to_tfrecords (or "
         "imagenet_to_tfrecords).")
   prefixes = sorted({m.group(1) for m in (_SHARD_NAME.match(f.rsplit("/", 1)[-1])
@@ -376,9 +382,9 @@ def make_tfrecords_dataset(
 
 def records_folder(spec: str) -> Optional[str]:
   """The folder a glob or folder of records lives in (None when it has wildcards)."""
-  spec = spec.rstrip("/") or "/"
-  if not any(c in spec for c in "*?[") and tf.io.gfile.isdir(spec):
-    return spec
+  folder = _as_folder(spec)
+  if folder:
+    return folder
   directory = spec.rsplit("/", 1)[0] if "/" in spec else "."
   return None if any(c in directory for c in "*?[") else directory
 
