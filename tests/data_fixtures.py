@@ -138,7 +138,7 @@ class SlowFileItems(convert_common.FileItems):
   Defined here, not in a test, so that spawned converter workers can unpickle it.
   """
 
-  delay = 0.5
+  delay = 1.0
 
   def iter_images(self, image_size):
     for item in super().iter_images(image_size):

@@ -197,7 +197,8 @@ def test_a_corrupt_shard_is_named_with_its_record(tmp_path):
   assert tfrecords_source.damaged_record_index(bad, 2 * record + 12) == 2
 
 
-def test_a_damaged_file_that_cannot_be_found_still_points_to_the_inspector():
+def test_a_damaged_file_that_cannot_be_found_still_points_to_the_inspector(monkeypatch):
+  monkeypatch.setattr(tfrecords_source, "_FILES_READ", set())
   error = tf.errors.DataLossError(None, None, "corrupted record at 77")
   message = str(tfrecords_source.damaged_file_error(error))
   assert "corrupted record at 77" in message and "inspect_tfrecords" in message

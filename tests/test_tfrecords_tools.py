@@ -521,10 +521,11 @@ def _alive(pid):
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_killing_the_parent_stops_its_workers_and_a_rerun_finishes(tmp_path):
   import signal
+  import threading
   import time
   images = fx.make_two_class_pngs(f"{tmp_path}/in", per_class=8)
   out = f"{tmp_path}/out"
-  # Workers take 0.5 s per image (4 s per shard), so the kill lands mid-shard
+  # Workers take 1 s per image (8 s per shard), so the kill lands mid-shard
   # and a worker that kept going would outlive its parent by seconds.
   script = (
       "import sys; sys.path[:0] = [%r, %r]\n"
@@ -547,14 +548,22 @@ def test_killing_the_parent_stops_its_workers_and_a_rerun_finishes(tmp_path):
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     killed = time.time()
+    died = {}
+
+    def watch():  # when the last worker is gone, timed beside the rerun
+      while any(_alive(p) for p in workers) and time.time() < killed + 60:
+        time.sleep(0.02)
+      died["at"] = time.time()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     # An immediate rerun: the dead run's workers may still be in their last
     # half-second, writing shard files of their own.
     report = folder_to_tfrecords.convert_folder(f"{tmp_path}/in", out, image_size=32,
                                                 num_shards=2)
     assert report.shards_written + report.shards_already_complete == 2
-    while any(_alive(p) for p in workers) and time.time() < killed + 30:
-      time.sleep(0.05)
-    assert time.time() - killed < 3.0, "workers outlived their parent"
+    watcher.join(timeout=70)
+    assert died["at"] - killed < 3.0, "workers outlived their parent"
   finally:
     if parent.poll() is None:
       parent.kill()
