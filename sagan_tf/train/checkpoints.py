@@ -6,7 +6,6 @@ through tf.io.gfile):
     config.json        the Config of the run (written by training)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
-    .worker<N>/        multi-worker only: scratch of non-chief workers' saves
     eval/, export/     written by the eval and export modes
     events.out.tfevents.*   TensorBoard scalars and images
 
@@ -65,12 +64,6 @@ def config_path(model_dir: str) -> str:
 
 def checkpoint_dir(model_dir: str) -> str:
   return _join(model_dir, CHECKPOINT_SUBDIR)
-
-
-def worker_scratch_dir(model_dir: str, task_id: int) -> str:
-  """Where a non-chief MultiWorkerMirroredStrategy worker writes (then deletes) its
-  copy of each checkpoint: every worker must take part in a save."""
-  return _join(model_dir, f".worker{int(task_id)}")
 
 
 def samples_dir(model_dir: str) -> str:
@@ -170,11 +163,16 @@ def make_checkpoint(models, step_var) -> tf.train.Checkpoint:
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, max_to_keep: int,
-                 directory: Optional[str] = None) -> tf.train.CheckpointManager:
-  """CheckpointManager over model_dir/checkpoints (or `directory`), names ckpt-<step>."""
+                 directory: Optional[str] = None,
+                 init_fn=None) -> tf.train.CheckpointManager:
+  """CheckpointManager over model_dir/checkpoints (or `directory`), names ckpt-<step>.
+
+  init_fn: what the manager's restore_or_initialize() calls when `directory`
+  holds no checkpoint (a non-chief worker's scratch directory: loop.py).
+  """
   return tf.train.CheckpointManager(
       checkpoint, directory or checkpoint_dir(model_dir), max_to_keep=max(1, max_to_keep),
-      checkpoint_name=CHECKPOINT_PREFIX)
+      checkpoint_name=CHECKPOINT_PREFIX, init_fn=init_fn)
 
 
 def latest_checkpoint(model_dir: str) -> Optional[str]:
