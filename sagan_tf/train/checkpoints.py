@@ -25,6 +25,7 @@ label sampling (`step.sample_latents` is stateless).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -307,7 +308,7 @@ def check_architecture(stored: StoredCheckpoint, parts: Mapping[str, object],
 
 # -------------------------------------------------------------- restoring
 def restore_generator(cfg, checkpoint_path: Optional[str] = None,
-                      use_ema: bool = True):
+                      use_ema: bool = True, strategy=None):
   """A float32 generator for cfg with a run's weights: (generator, step).
 
   Args:
@@ -316,6 +317,7 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
       is used if checkpoint_path is not given.
     checkpoint_path: an explicit checkpoint prefix (or checkpoint directory).
     use_ema: take the EMA generator's weights when the checkpoint has them.
+    strategy: build the generator under strategy.scope() (distributed eval).
   Raises:
     UserError: no checkpoint, unreadable checkpoint, or one of a different
       architecture (naming the variables that differ).
@@ -324,7 +326,8 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
   path = resolve_checkpoint(cfg.model_dir, checkpoint_path or cfg.checkpoint or None)
   stored = read_checkpoint(path)
   part = "ema_generator" if use_ema and stored.has("ema_generator") else "generator"
-  generator = build_generator(dataclasses.replace(cfg, precision="float32"))
+  with strategy.scope() if strategy else contextlib.nullcontext():
+    generator = build_generator(dataclasses.replace(cfg, precision="float32"))
   check_architecture(stored, {part: generator},
                      "pass the config of the run that wrote it (its config.json)")
   status = tf.train.Checkpoint(**{part: model_table(generator)}).restore(path)

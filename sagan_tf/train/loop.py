@@ -488,19 +488,22 @@ class Trainer:
   def _self_evaluate(self, evaluator, first: bool):
     """--self_eval: scores the latest checkpoint; after the last step prints it
     beside the step-0 result. Returns the Evaluator (classifier and real
-    statistics) for reuse. Only the chief evaluates."""
-    if not self.chief:
-      return None
+    statistics) for reuse. Generation and scoring run over the strategy's
+    replicas; every worker takes part, the chief writes and prints."""
     from sagan_tf.eval import report, run as eval_run  # pylint: disable=g-import-not-at-top
     cfg = self.cfg
     try:
-      evaluator = evaluator or eval_run.Evaluator(cfg)
+      evaluator = evaluator or eval_run.Evaluator(cfg, self.strategy)
     except UserError as e:
       raise UserError(f"{e} (Or train without evaluating: --noself_eval.)") from None
-    generator, step = checkpoints.restore_generator(cfg, self.manager.latest_checkpoint,
-                                                    use_ema=cfg.use_ema)
+    # Every worker has finished its part of the save (a collective), so the
+    # chief's checkpoint is complete; all read that one.
+    self._agree(True)
+    path = checkpoints.latest_checkpoint(self.model_dir)
+    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
+                                                    strategy=self.strategy)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
-    if not first:
+    if not first and self.chief:
       print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
     return evaluator
 
