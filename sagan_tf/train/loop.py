@@ -496,8 +496,8 @@ class Trainer:
       evaluator = evaluator or eval_run.Evaluator(cfg, self.strategy)
     except UserError as e:
       raise UserError(f"{e} (Or train without evaluating: --noself_eval.)") from None
-    # Every worker has finished its part of the save (a collective), so the
-    # chief's checkpoint is complete; all read that one.
+    # A collective after the save: once every worker is here, the chief's
+    # save has returned and its checkpoint is complete; all read that one.
     self._agree(True)
     path = checkpoints.latest_checkpoint(self.model_dir)
     generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
