@@ -193,4 +193,5 @@ class ReplicaScorer:
       self._generate = (generator, fn)
     out = fn(tf.constant(seed, tf.int64), tf.constant(index, tf.int64))
     out = {k: v.numpy()[:self.batch] for k, v in out.items()}
-    return out, out.pop("labels")
+    labels = out.pop("labels")
+    return out, labels
