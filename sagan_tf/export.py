@@ -294,13 +294,78 @@ def _reference_check(generator, path: str) -> float:
   return diff
 
 
+# ------------------------------------------------------------ publishing
+SAVED_MODEL_FILE = "saved_model.pb"
+STAGING_PREFIX = ".staging-"  # not a number: TF Serving never takes it for a version
+
+
+def renames_directories_atomically(path: str) -> bool:
+  """True for a local path (POSIX rename of a directory is atomic).
+
+  Object stores (gs://, s3://, ...) have no directories: tf.io.gfile.rename
+  copies object by object, so a version folder would appear half written.
+  """
+  return "://" not in path or path.startswith("file://")
+
+
+def _files_under(directory: str):
+  """Relative paths of every file under `directory` (tf.io.gfile.walk)."""
+  out = []
+  for parent, _, files in tf.io.gfile.walk(directory):
+    rel = os.path.relpath(parent, directory) if parent != directory else ""
+    out += [os.path.join(rel, f) if rel else f for f in files]
+  return out
+
+
+def publish_version(staging: str, final: str, atomic_rename: Optional[bool] = None) -> None:
+  """Makes the complete SavedModel in `staging` appear as the version folder `final`.
+
+  TF Serving polls the export base, takes every child whose name is an
+  integer as a version and loads the highest; the SavedModel loader needs
+  saved_model.pb to recognise the folder as a model. So:
+  * local (atomic directory rename): one rename; the folder appears complete;
+  * object stores: every object is copied to `final` with saved_model.pb
+    copied last, so when saved_model.pb is there, every other file already
+    is (a poll in between finds no SavedModel, and TF Serving retries the
+    load); then the staging copy is deleted.
+  An existing `final` is replaced: locally moved aside in one rename; on
+  object stores its saved_model.pb is deleted first, so it stops being a
+  model before its other files go.
+  """
+  if atomic_rename is None:
+    atomic_rename = renames_directories_atomically(final)
+  if tf.io.gfile.exists(final):
+    logging.warning("Replacing the existing export %s.", final)
+    if atomic_rename:  # move the old version aside in one step, delete it after
+      old = f"{staging}-replaced"
+      tf.io.gfile.rename(final, old)
+      tf.io.gfile.rename(staging, final)
+      tf.io.gfile.rmtree(old)
+      return
+    old_pb = os.path.join(final, SAVED_MODEL_FILE)
+    if tf.io.gfile.exists(old_pb):
+      tf.io.gfile.remove(old_pb)
+    tf.io.gfile.rmtree(final)
+  if atomic_rename:
+    tf.io.gfile.rename(staging, final)
+    return
+  files = sorted(_files_under(staging), key=lambda f: f == SAVED_MODEL_FILE)
+  for rel in files:
+    target = os.path.join(final, rel)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    tf.io.gfile.copy(os.path.join(staging, rel), target, overwrite=True)
+  tf.io.gfile.rmtree(staging)
+
+
 def export_generator(generator, cfg, export_root: str, version: int,
-                     info: Optional[dict] = None, verify: bool = True) -> str:
+                     info: Optional[dict] = None, verify: bool = True,
+                     atomic_rename: Optional[bool] = None) -> str:
   """Writes `export_root/<version>/` (a SavedModel of ServingGenerator); returns its path.
 
-  The SavedModel is written to a temporary sibling folder first and renamed,
-  so TF Serving (which only loads numeric folders) never sees half a model.
-  An existing `<version>` folder is replaced (with a warning).
+  The SavedModel is written and verified in `export_root/.staging-<version>-<ms>/`
+  (a name TF Serving never loads) and then published by `publish_version`,
+  so a TF Serving polling export_root never loads half a model. An existing
+  `<version>` folder is replaced (with a warning).
 
   Args:
     generator: a built Keras Generator with the weights to export.
@@ -309,13 +374,14 @@ def export_generator(generator, cfg, export_root: str, version: int,
     version: the version number (the training step).
     info: extra JSON-able fields for export_info.json.
     verify: reload the SavedModel and compare it with the generator.
+    atomic_rename: publish by one directory rename (default: for local paths).
   """
   version = int(version)
   if version < 0:
     raise ValueError(f"version must be >= 0, got {version}")
   module = ServingGenerator(generator)
   final = os.path.join(export_root, str(version))
-  tmp = os.path.join(export_root, f"tmp-{version}-{int(time.time() * 1000)}")
+  tmp = os.path.join(export_root, f"{STAGING_PREFIX}{version}-{int(time.time() * 1000)}")
   tf.io.gfile.makedirs(export_root)
   signatures = {
       "serving_default": module.serve.get_concrete_function(),
@@ -348,10 +414,7 @@ def export_generator(generator, cfg, export_root: str, version: int,
       tf.io.gfile.rmtree(tmp)  # never leave a model that failed the check
       raise
     logging.info("Exported model matches the generator (max abs difference %.3g).", diff)
-  if tf.io.gfile.exists(final):
-    logging.warning("Replacing the existing export %s.", final)
-    tf.io.gfile.rmtree(final)
-  tf.io.gfile.rename(tmp, final)
+  publish_version(tmp, final, atomic_rename)
   return final
 
 

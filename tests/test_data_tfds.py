@@ -82,3 +82,47 @@ def test_center_crop_resize_keeps_the_middle_square():
   img[:, 2:6] = 255
   out = tfds_source.center_crop_resize(tf.constant(img), 4).numpy()
   assert out.shape == (4, 4, 3) and (out == 255).all()
+
+
+class SaganTinyFiles(tfds.core.GeneratorBasedBuilder):
+  """40 distinct 8x8 images in 4 record files, written in tmp_path (no network)."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self, supervised_keys=("image", "label"),
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(8, 8, 3)),
+            "label": tfds.features.ClassLabel(num_classes=3)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(40):
+      yield i, {"image": np.full((8, 8, 3), 5 * i, np.uint8), "label": i % 3}
+
+
+def test_each_input_pipeline_reads_its_own_half_of_the_files(tmp_path):
+  # Per-host reading (tfds.ReadConfig(input_context=...)): each of 2 pipelines
+  # opens 2 of the 4 files, and together they read every image once. The
+  # file of each image comes from TFDS itself (add_tfds_id), not our code.
+  b = SaganTinyFiles(data_dir=str(tmp_path))
+  b.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=4))
+  file_of = {}
+  for ex in b.as_dataset(split="train", read_config=tfds.ReadConfig(add_tfds_id=True)):
+    file_of[int(ex["image"][0, 0, 0])] = ex["tfds_id"].numpy().decode().rsplit("__", 1)[0]
+  assert len(set(file_of.values())) == 4 and len(file_of) == 40
+
+  cfg = fx.tiny_config(dataset="tfds:sagan_tiny_files", image_size=8, num_classes=3,
+                       eval_batch_size=4, tfds_data_dir=str(tmp_path))
+  read = []
+  for i in range(2):
+    ds = pipeline.make_dataset(cfg, tf.distribute.InputContext(2, i, 2), training=False)
+    # Constant images survive the resize and [-1, 1] mapping: recover the value.
+    values = [int(round((float(x[0, 0, 0]) + 1) * 127.5)) for xs, _ in ds for x in xs]
+    assert len(values) == len(set(values))
+    read.append(set(values))
+  assert not read[0] & read[1] and read[0] | read[1] == set(file_of)
+  files = [{file_of[v] for v in values} for values in read]
+  assert len(files[0]) == len(files[1]) == 2 and not files[0] & files[1]

@@ -40,7 +40,7 @@ def test_writes_numbered_version_folder_with_saved_model(exported):
   _, _, path, _ = exported
   assert os.path.basename(path) == "7"
   assert os.path.exists(os.path.join(path, "saved_model.pb"))
-  assert not [d for d in os.listdir(os.path.dirname(path)) if d.startswith("tmp-")]
+  assert not [d for d in os.listdir(os.path.dirname(path)) if not d.isdigit()]
   with open(os.path.join(path, "assets.extra", export_lib.INFO_FILE)) as f:
     info = json.load(f)
   assert info["num_classes"] == 3 and info["z_dim"] == 128 and info["image_size"] == 32

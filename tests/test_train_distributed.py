@@ -8,7 +8,10 @@ dumps its final weights).
 
 import json
 import os
+import re
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -50,34 +53,105 @@ def test_two_replicas_with_cross_replica_bn_match_one_replica(tmp_path):
   assert diffs[worst] < 1e-5, (worst, diffs[worst])
 
 
-@pytest.mark.slow
-def test_multi_worker_mirrored_workers_finish_with_identical_weights(tmp_path):
-  ports = th.free_ports(2)
-  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  model_dir = str(tmp_path / "run")
-  overrides = json.dumps(dict(model_dir=model_dir, train_steps=5, batch_size=4,
-                              checkpoint_every_steps=5, g_attention_res=(),
-                              d_attention_res=()))
-  procs = []
+def _steps_logged(path):
+  return [int(s) for s in re.findall(r"step (\d+)/\d+", open(path, errors="replace").read())]
+
+
+def _launch_workers(tmp_path, name, overrides):
+  """Two MultiWorkerMirroredStrategy workers (tests/train_worker.py) on 127.0.0.1.
+
+  Each worker's TMPDIR is tmp_path/tmp<i> (where a non-chief's scratch
+  checkpoints must go); returns [(process, log path)].
+  """
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in th.free_ports(2)]}
+  out = []
   for i in range(2):
+    tmp = tmp_path / f"tmp{i}"
+    tmp.mkdir(exist_ok=True)
     tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+    log = str(tmp_path / f"{name}_worker{i}.txt")
     cmd = [sys.executable, os.path.join(th.REPO, "tests", "train_worker.py"),
-           str(tmp_path / f"worker{i}.npz"), overrides]
-    procs.append(th.popen(cmd, str(tmp_path / f"worker{i}.txt"),
-                          extra_env={"TF_CONFIG": tf_config, **th.ONE_THREAD}))
+           str(tmp_path / f"{name}_worker{i}.npz"), json.dumps(overrides)]
+    out.append((th.popen(cmd, log, extra_env={"TF_CONFIG": tf_config, "TMPDIR": str(tmp),
+                                              **th.ONE_THREAD}), log))
+  return out
+
+
+def _wait_all(workers, expected_status, timeout=600):
   try:
-    for i, p in enumerate(procs):
-      assert p.wait(timeout=600) == 0, (tmp_path / f"worker{i}.txt").read_text()[-3000:]
+    for p, log in workers:
+      status = p.wait(timeout=timeout)
+      assert status == expected_status, (status, open(log, errors="replace").read()[-3000:])
   finally:
-    for p in procs:
+    for p, _ in workers:
       if p.poll() is None:
         p.kill()
-  assert "MultiWorkerMirroredStrategy" in (tmp_path / "worker0.txt").read_text()
-  w0, w1 = (dict(np.load(tmp_path / f"worker{i}.npz")) for i in range(2))
-  assert int(w0.pop("step")) == int(w1.pop("step")) == 5
+
+
+def _preempt(workers, target, timeout=600):
+  """Waits until both workers trained 2 steps in this launch, SIGTERMs worker
+  `target`; both must save and exit with PREEMPTED_EXIT. Returns the step."""
+  from sagan_tf.train.loop import PREEMPTED_EXIT
+  deadline = time.time() + timeout
+  while True:
+    steps = [_steps_logged(log) for _, log in workers]
+    if all(len(s) >= 3 for s in steps):
+      break
+    if time.time() > deadline or any(p.poll() is not None for p, _ in workers):
+      for p, _ in workers:
+        p.kill()
+      raise AssertionError("a worker stopped or timed out before training 2 steps:\n" +
+                           "\n".join(open(log).read()[-2000:] for _, log in workers))
+    time.sleep(0.5)
+  workers[target][0].send_signal(signal.SIGTERM)
+  _wait_all(workers, PREEMPTED_EXIT)
+  saved = set()
+  for _, log in workers:
+    found = re.findall(r"Preempted at step (\d+)", open(log).read())
+    assert len(found) == 1, open(log).read()[-3000:]
+    saved.add(int(found[0]))
+  assert len(saved) == 1, saved  # both workers saved the same step
+  return saved.pop()
+
+
+@pytest.mark.slow
+def test_multi_worker_survives_two_preemptions_and_workers_finish_identical(tmp_path):
+  # Two local workers, preempted twice (SIGTERM to the non-chief, relaunch,
+  # SIGTERM to the chief, relaunch): after every restart the workers agree
+  # on the step to save at (the preemption handler's run counter is restored
+  # from the chief's checkpoint on both), and the non-chief's scratch
+  # checkpoints go to its TMPDIR, never under the run directory.
+  import tensorflow as tf
+  model_dir = str(tmp_path / "run")
+  overrides = dict(model_dir=model_dir, train_steps=100_000, batch_size=4,
+                   checkpoint_every_steps=100_000, g_attention_res=(), d_attention_res=())
+  first = _preempt(_launch_workers(tmp_path, "a", overrides), target=1)
+  assert _latest(model_dir).endswith(f"ckpt-{first}")
+
+  second_launch = _launch_workers(tmp_path, "b", overrides)
+  second = _preempt(second_launch, target=0)
+  assert second > first
+  for _, log in second_launch:
+    text = open(log).read()
+    assert f"ckpt-{first} at step {first} of 100000" in text, text[-3000:]
+    assert _steps_logged(log)[0] > first
+
+  final_steps = second + 3
+  _wait_all(_launch_workers(tmp_path, "c", dict(overrides, train_steps=final_steps)), 0)
+  assert "MultiWorkerMirroredStrategy" in (tmp_path / "c_worker0.txt").read_text()
+  w0, w1 = (dict(np.load(tmp_path / f"c_worker{i}.npz")) for i in range(2))
+  assert int(w0.pop("step")) == int(w1.pop("step")) == final_steps
   same_keys, diffs = th.max_differences(w0, w1)
   assert same_keys and max(diffs.values()) == 0.0, max(diffs.items(), key=lambda kv: kv[1])
-  # The chief's checkpoint holds the same weights; the other worker's temporary one is gone.
+  # The chief's checkpoint holds the same weights.
   chief = th.read_checkpoint_tables(_latest(model_dir))
   assert max(float(np.max(np.abs(chief[k] - w0[k]))) for k in w0) == 0.0
-  assert not os.path.exists(os.path.join(model_dir, ".worker1"))
+  # Only the chief's files are in the run directory; the non-chief's scratch is gone.
+  top = sorted(os.listdir(model_dir))
+  assert all(n in ("config.json", "checkpoints", "samples") or
+             n.startswith("events.out.tfevents.") for n in top), top
+  names = {n for n in tf.io.gfile.listdir(os.path.join(model_dir, "checkpoints"))}
+  assert all(n == "checkpoint" or n.startswith("ckpt-") for n in names), names
+  assert {f"ckpt-{first}.index", f"ckpt-{second}.index",
+          f"ckpt-{final_steps}.index"} <= names
+  assert os.listdir(tmp_path / "tmp1") == [], os.listdir(tmp_path / "tmp1")

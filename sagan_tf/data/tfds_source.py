@@ -98,9 +98,22 @@ def check_split(b, split: str) -> None:
                     f"choose one of {', '.join(sorted(known))}.")
 
 
+def num_files(b, split) -> int:
+  """Files (file pieces) the split reads, or 0 when the builder does not know
+  (not prepared, or mocked)."""
+  try:
+    return len(b.info.splits[split].file_instructions)
+  except (KeyError, ValueError, TypeError, AttributeError):
+    return 0
+
+
 def open_split(name: str, data_dir: str, split: str, *, shuffle_files: bool,
-               seed: Optional[int], decoders=None):
+               seed: Optional[int], decoders=None,
+               input_context: Optional[tf.distribute.InputContext] = None):
   """(builder, tf.data.Dataset of feature dicts) for an already prepared split.
+
+  With `input_context`, TFDS reads only this input pipeline's files
+  (`tfds.ReadConfig(input_context=...)`): a host never opens the others.
 
   Raises:
     UserError: unknown dataset or split, or the data is not prepared.
@@ -111,7 +124,8 @@ def open_split(name: str, data_dir: str, split: str, *, shuffle_files: bool,
   try:
     ds = b.as_dataset(
         split=split, shuffle_files=shuffle_files, decoders=decoders,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False))
+        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False,
+                                    input_context=input_context))
   except AssertionError:
     # TFDS's "could not find data" (as_dataset never downloads).
     raise UserError(f"TFDS dataset {name!r} is not prepared in "
@@ -158,13 +172,25 @@ def make_tfds_dataset(
 ) -> tf.data.Dataset:
   """Batches (images float32 [B, S, S, 3] in [-1, 1], labels int32 [B]).
 
-  Same contract as make_tfrecords_dataset; sharding by `Dataset.shard`.
+  Same contract as make_tfrecords_dataset. With several input pipelines
+  each reads its own files (tfds.ReadConfig(input_context=...)), so a host
+  reads 1/num_input_pipelines of the data; a split with fewer files than
+  pipelines is sharded by element instead (every pipeline reads every file).
   """
-  sharded = bool(input_context and input_context.num_input_pipelines > 1)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  by_file = by_element = False
+  if pipelines > 1:
+    files = num_files(builder(name, data_dir), split)
+    by_file = files >= pipelines
+    by_element = not by_file
+    if by_element:
+      logging.warning("TFDS %s split %r has %s files for %d input pipelines: sharding "
+                      "by element (every pipeline reads every file).", name, split,
+                      files or "an unknown number of", pipelines)
   # Sharding by element needs the same element order in every pipeline, so
-  # files are shuffled only when there is a single pipeline.
-  b, ds = open_split(name, data_dir, split, shuffle_files=training and not sharded,
-                     seed=seed)
+  # files are shuffled only when each pipeline reads its own.
+  b, ds = open_split(name, data_dir, split, shuffle_files=training and not by_element,
+                     seed=seed, input_context=input_context if by_file else None)
   image_key, label_key = feature_keys(b.info)
   classes = int(b.info.features[label_key].num_classes)
   if classes > num_classes_expected:
@@ -176,9 +202,8 @@ def make_tfds_dataset(
                     "%d.. never occur in the data.", name, classes,
                     num_classes_expected, classes)
 
-  if sharded:
-    ds = ds.shard(input_context.num_input_pipelines,
-                  input_context.input_pipeline_id)
+  if by_element:
+    ds = ds.shard(pipelines, input_context.input_pipeline_id)
   if not training:
     if skip:
       ds = ds.skip(skip)

@@ -18,6 +18,7 @@ distance); Inception also names its features `pool_3`, as TF-GAN does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -116,18 +117,20 @@ def _module_callable(module, path: str) -> Callable[[tf.Tensor], Dict[str, tf.Te
   return lambda images: sig(**{input_names[0]: images})
 
 
-def load_inception(path: str) -> Classifier:
+def load_inception(path: str, strategy=None) -> Classifier:
   """The TF-GAN Inception network from a local SavedModel directory.
 
   Returns a Classifier mapping images [N, H, W, 3] in [-1, 1] (any H, W) to
   {'logits': [N, 1008], 'pool_3': [N, 2048], 'features': same as pool_3}.
   Raises UserError naming what to download when `path` is empty, missing or
-  not a SavedModel.
+  not a SavedModel. With `strategy`, the module's variables are created
+  under strategy.scope() (one copy per replica device).
   """
   import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
   _check_savedmodel_dir(path)
   try:
-    module = hub.load(path)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+      module = hub.load(path)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f"--inception_path={path} could not be loaded as a SavedModel "
                     f"({type(e).__name__}: {str(e)[:200]}); {_GET_INCEPTION}.") from e
@@ -235,7 +238,8 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 
 def shapes_classifier(cache_dir: str, image_size: int = 32, seed: int = 0,
-                      num_classes: int = 10, pool_fn=None,
+                      num_classes: int = 10, pool_fn=None, strategy=None,
+                      save: bool = True,
                       train_images: int = 10_000, test_images: int = 2_000,
                       max_epochs: int = 8, target_accuracy: float = 0.99,
                       min_accuracy: float = 0.95) -> Classifier:
@@ -250,6 +254,9 @@ def shapes_classifier(cache_dir: str, image_size: int = 32, seed: int = 0,
   Args:
     pool_fn: (n, size, seed, part) -> (uint8 images [n, size, size, 3],
       int labels [n]); default: `sagan_tf.data.shapes.shapes_pool`, split "heldout".
+    strategy: the trained weights are copied into a model built under
+      strategy.scope() (training itself always runs on one device).
+    save: cache freshly trained weights (False on non-chief workers).
   """
   pool_fn = pool_fn or _heldout_shapes
   model = _shapes_model(image_size, num_classes, seed)
@@ -278,13 +285,20 @@ def shapes_classifier(cache_dir: str, image_size: int = 32, seed: int = 0,
     buf = io.BytesIO()
     np.savez(buf, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
     data = buf.getvalue()
-    tf.io.gfile.makedirs(directory)
-    _write_bytes(weights_path, data)
-    _write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+    if save:
+      tf.io.gfile.makedirs(directory)
+      _write_bytes(weights_path, data)
+      _write_bytes(meta_path, json.dumps(meta, indent=1).encode())
   if meta["test_accuracy"] < min_accuracy:
     logging.warning("The shapes classifier reaches only %.3f on held-out shapes "
                     "(< %.2f): its FCD / classifier score mean little. Delete %s "
                     "to retrain.", meta["test_accuracy"], min_accuracy, directory)
+
+  if strategy is not None:
+    with strategy.scope():
+      replicated = _shapes_model(image_size, num_classes, seed)
+    replicated.set_weights(model.get_weights())
+    model = replicated
 
   @tf.function  # traced per input shape: a handful (eval batch, remainder)
   def classify(images):

@@ -14,6 +14,13 @@ images classified as their conditioning label), the real-vs-real FCD of two
 disjoint real sets (the floor a perfect generator would reach at this sample
 size) and FCD per class.
 
+Generation and the feature network run over the replicas of the run's
+strategy (strategy.py: TPU, TF_CONFIG workers, GPUs or --num_cpu_devices):
+each replica generates and scores its slice of every batch
+(stream.ReplicaScorer); z and labels are a stateless function of --seed and
+the batch index, so the statistics are the same on any number of replicas.
+Under MultiWorkerMirroredStrategy every worker takes part; the chief writes.
+
 Writes MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars under
 MODEL_DIR/eval; `--watch` evaluates each new checkpoint as training writes it
 (the original's continuous evaluation) until the run's last step.
@@ -74,18 +81,22 @@ def _is_shapes(cfg) -> bool:
   return cfg.dataset.split(":", 1)[0] == "shapes"
 
 
-def choose_classifier(cfg) -> classifiers.Classifier:
-  """Inception or the shapes classifier, as --classifier / --inception_path say."""
+def choose_classifier(cfg, strategy=None, save: bool = True) -> classifiers.Classifier:
+  """Inception or the shapes classifier, as --classifier / --inception_path say.
+
+  strategy: its variables are created under strategy.scope() (replicated);
+  save: whether a freshly trained shapes classifier is cached (the chief).
+  """
   use_shapes = (cfg.classifier == "shapes" or
                 (cfg.classifier == "auto" and _is_shapes(cfg) and not cfg.inception_path))
   if not use_shapes:
-    return classifiers.load_inception(cfg.inception_path)
+    return classifiers.load_inception(cfg.inception_path, strategy=strategy)
   if not _is_shapes(cfg):
     raise UserError(f"--classifier=shapes scores the shapes dataset only, but the run's "
                     f"data is --dataset={cfg.dataset}; use --classifier=inception with "
                     "--inception_path=DIR.")
   return classifiers.shapes_classifier(stats_dir(cfg), image_size=cfg.image_size,
-                                       seed=cfg.seed)
+                                       seed=cfg.seed, strategy=strategy, save=save)
 
 
 def _intra(cfg, classifier) -> Tuple[int, ...]:
@@ -108,59 +119,73 @@ def _real_batches(cfg, num_images: int, part: int) -> Iterator:
     raise
 
 
-def real_stats(cfg, classifier, intra: Tuple[int, ...], part: int = 0) -> metrics.EvalStats:
-  """Statistics of real set `part` (0, 1, ... disjoint), cached in stats_dir."""
+def real_stats(cfg, scorer, intra: Tuple[int, ...], part: int = 0,
+               save: bool = True) -> metrics.EvalStats:
+  """Statistics of real set `part` (0, 1, ... disjoint), cached in stats_dir.
+
+  scorer: a Classifier or a stream.ReplicaScorer; save: write the cache on a miss.
+  """
+  classifier = getattr(scorer, "classifier", scorer)
   key = stats_cache.StatsKey(
       dataset=cfg.dataset, image_size=cfg.image_size, classifier=classifier.name,
       num_samples=cfg.num_samples, split=cfg.eval_split, intra_classes=intra,
       part=part, data_seed=cfg.seed if _is_shapes(cfg) else -1)
   return stats_cache.load_or_compute(
       stats_dir(cfg), key,
-      lambda: stream.accumulate(classifier, _real_batches(cfg, cfg.num_samples, part),
+      lambda: stream.accumulate(scorer, _real_batches(cfg, cfg.num_samples, part),
                                 cfg.num_samples, intra, what=f"real images (set {part})",
-                                log_every_secs=cfg.log_every_secs))
+                                log_every_secs=cfg.log_every_secs),
+      store=save)
 
 
 # --------------------------------------------------------------- generated
-def generated_batches(cfg, generator, seed: int) -> Iterator:
-  """(images [b, S, S, 3] in [-1, 1], labels [b]) for cfg.num_samples images.
+def generated_outputs(cfg, scorer: stream.ReplicaScorer, generator, seed: int) -> Iterator:
+  """(classifier outputs, labels [B]) of ceil(num_samples / eval_batch_size) batches.
 
-  z ~ N(0, 1) and labels uniform over the classes, from a generator seeded
-  by `seed`: every checkpoint is scored on the same z and labels.
+  Batch k: z ~ N(0, 1) and labels uniform over the classes from
+  stream.eval_latents(seed, k) (every checkpoint is scored on the same z and
+  labels, on any number of replicas); the generator in inference mode.
   """
-  rng = tf.random.Generator.from_seed(seed)
-
-  @tf.function
-  def sample(z, labels):
-    return generator(z, labels, training=False, update_u=False)
-
-  for size in metrics.split_batches(cfg.num_samples, cfg.eval_batch_size):
-    z = rng.normal([size, cfg.z_dim])
-    labels = rng.uniform([size], 0, cfg.num_classes, dtype=tf.int32)
-    yield sample(z, labels), labels.numpy()
+  for index in range(-(-cfg.num_samples // cfg.eval_batch_size)):
+    yield scorer.generate_and_classify(generator, seed, index, cfg.z_dim, cfg.num_classes)
 
 
 # ---------------------------------------------------------------- one step
 class Evaluator:
-  """Holds the feature network and real statistics across checkpoints."""
+  """Holds the feature network and real statistics across checkpoints.
 
-  def __init__(self, cfg):
+  strategy: the replicas generation and scoring run on (default: the current
+  strategy, one device). Build it, and the generators it scores (their
+  variables), under that strategy.
+  """
+
+  def __init__(self, cfg, strategy=None):
+    from sagan_tf.train.strategy import worker_info  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
-    self.classifier = choose_classifier(cfg)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.chief = worker_info(self.strategy)[2]  # writes caches and results
+    self.classifier = choose_classifier(cfg, self.strategy, save=self.chief)
+    self.scorer = stream.ReplicaScorer(self.strategy, self.classifier, cfg.eval_batch_size)
     self.shapes = self.classifier.name.startswith("shapes")
     self.intra = _intra(cfg, self.classifier)
-    self.real = real_stats(cfg, self.classifier, self.intra, part=0)
+    self.real = real_stats(cfg, self.scorer, self.intra, part=0, save=self.chief)
     self.real_floor = None
     if self.shapes:
-      second = real_stats(cfg, self.classifier, (), part=1)
+      second = real_stats(cfg, self.scorer, (), part=1, save=self.chief)
       self.real_floor = metrics.frechet_distance(self.real.features, second.features)
+
+  def statistics(self, generator, step: int) -> metrics.EvalStats:
+    """EvalStats of cfg.num_samples generated images (seed cfg.seed)."""
+    cfg = self.cfg
+    return stream.accumulate_outputs(
+        generated_outputs(cfg, self.scorer, generator, cfg.seed),
+        self.classifier.feature_dim, self.classifier.num_classes, cfg.num_samples,
+        self.intra, what=f"generated images (step {step})",
+        log_every_secs=cfg.log_every_secs)
 
   def __call__(self, generator, step: int) -> Dict:
     cfg, start = self.cfg, time.time()
-    fake = stream.accumulate(self.classifier, generated_batches(cfg, generator, cfg.seed),
-                             cfg.num_samples, self.intra,
-                             what=f"generated images (step {step})",
-                             log_every_secs=cfg.log_every_secs)
+    fake = self.statistics(generator, step)
     distance = metrics.frechet_distance(fake.features, self.real.features)
     score = fake.logits.score()
     result = {"step": int(step), "num_samples": fake.features.count,
@@ -232,11 +257,14 @@ def evaluate_generator(cfg, generator, step: int, evaluator: Optional[Evaluator]
     cfg: the run's Config (model_dir, dataset, eval fields).
     generator: called as generator(z, labels, training=False, update_u=False).
     step: the training step it was taken at.
+    evaluator: reused across calls; its strategy's replicas do the work
+      (every worker calls this; the chief writes).
   """
   evaluator = evaluator or Evaluator(cfg)
   result = evaluator(generator, step)
-  path = write_result(cfg, result)
-  logging.info("Eval at step %d written to %s: %s", step, path, _summary(result))
+  if evaluator.chief:
+    path = write_result(cfg, result)
+    logging.info("Eval at step %d written to %s: %s", step, path, _summary(result))
   return result
 
 
@@ -263,14 +291,20 @@ def _checkpoints_to_evaluate(cfg) -> Iterator[str]:
 def evaluate(cli_cfg) -> int:
   """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch."""
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
+  from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
   cfg = eval_config(cli_cfg)
-  evaluator = Evaluator(cfg)
+  # The eval batch is split over the replicas (padded when it does not
+  # divide); the training batch does not matter here.
+  strategy = make_strategy(cfg, check_batch=False)
+  evaluator = Evaluator(cfg, strategy)
   for path in _checkpoints_to_evaluate(cfg):
-    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema)
+    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
+                                                    strategy=strategy)
     result = evaluate_generator(cfg, generator, step, evaluator)
-    print(f"eval step {step}: {_summary(result)}", flush=True)
-    if cfg.compare_published:
-      print(published.format_comparison(result), flush=True)
+    if evaluator.chief:
+      print(f"eval step {step}: {_summary(result)}", flush=True)
+      if cfg.compare_published:
+        print(published.format_comparison(result), flush=True)
     if cfg.watch and step >= cfg.train_steps:
       logging.info("Reached the run's last step %d; done watching.", cfg.train_steps)
       break

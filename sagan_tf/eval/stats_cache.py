@@ -143,13 +143,15 @@ def save(cache_dir: str, key: StatsKey, stats: metrics.EvalStats) -> str:
 
 
 def load_or_compute(cache_dir: str, key: StatsKey,
-                    compute: Callable[[], metrics.EvalStats]) -> metrics.EvalStats:
-  """Cached statistics for `key`; computes and stores them on a miss."""
+                    compute: Callable[[], metrics.EvalStats],
+                    store: bool = True) -> metrics.EvalStats:
+  """Cached statistics for `key`; computes them on a miss and stores them if `store`."""
   stats = load(cache_dir, key)
   if stats is not None:
     logging.info("Real statistics loaded from %s.", path_for(cache_dir, key))
     return stats
   logging.info("Computing real statistics for %s (cached afterwards).", key)
   stats = compute()
-  logging.info("Real statistics cached in %s.", save(cache_dir, key, stats))
+  if store:
+    logging.info("Real statistics cached in %s.", save(cache_dir, key, stats))
   return stats

@@ -6,7 +6,6 @@ through tf.io.gfile):
     config.json        the Config of the run (written by training)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
-    .worker<N>/        multi-worker only: scratch of non-chief workers' saves
     eval/, export/     written by the eval and export modes
     events.out.tfevents.*   TensorBoard scalars and images
 
@@ -26,6 +25,7 @@ label sampling (`step.sample_latents` is stateless).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -65,12 +65,6 @@ def config_path(model_dir: str) -> str:
 
 def checkpoint_dir(model_dir: str) -> str:
   return _join(model_dir, CHECKPOINT_SUBDIR)
-
-
-def worker_scratch_dir(model_dir: str, task_id: int) -> str:
-  """Where a non-chief MultiWorkerMirroredStrategy worker writes (then deletes) its
-  copy of each checkpoint: every worker must take part in a save."""
-  return _join(model_dir, f".worker{int(task_id)}")
 
 
 def samples_dir(model_dir: str) -> str:
@@ -170,11 +164,16 @@ def make_checkpoint(models, step_var) -> tf.train.Checkpoint:
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, max_to_keep: int,
-                 directory: Optional[str] = None) -> tf.train.CheckpointManager:
-  """CheckpointManager over model_dir/checkpoints (or `directory`), names ckpt-<step>."""
+                 directory: Optional[str] = None,
+                 init_fn=None) -> tf.train.CheckpointManager:
+  """CheckpointManager over model_dir/checkpoints (or `directory`), names ckpt-<step>.
+
+  init_fn: what the manager's restore_or_initialize() calls when `directory`
+  holds no checkpoint (a non-chief worker's scratch directory: loop.py).
+  """
   return tf.train.CheckpointManager(
       checkpoint, directory or checkpoint_dir(model_dir), max_to_keep=max(1, max_to_keep),
-      checkpoint_name=CHECKPOINT_PREFIX)
+      checkpoint_name=CHECKPOINT_PREFIX, init_fn=init_fn)
 
 
 def latest_checkpoint(model_dir: str) -> Optional[str]:
@@ -309,7 +308,7 @@ def check_architecture(stored: StoredCheckpoint, parts: Mapping[str, object],
 
 # -------------------------------------------------------------- restoring
 def restore_generator(cfg, checkpoint_path: Optional[str] = None,
-                      use_ema: bool = True):
+                      use_ema: bool = True, strategy=None):
   """A float32 generator for cfg with a run's weights: (generator, step).
 
   Args:
@@ -318,6 +317,7 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
       is used if checkpoint_path is not given.
     checkpoint_path: an explicit checkpoint prefix (or checkpoint directory).
     use_ema: take the EMA generator's weights when the checkpoint has them.
+    strategy: build the generator under strategy.scope() (distributed eval).
   Raises:
     UserError: no checkpoint, unreadable checkpoint, or one of a different
       architecture (naming the variables that differ).
@@ -326,7 +326,8 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
   path = resolve_checkpoint(cfg.model_dir, checkpoint_path or cfg.checkpoint or None)
   stored = read_checkpoint(path)
   part = "ema_generator" if use_ema and stored.has("ema_generator") else "generator"
-  generator = build_generator(dataclasses.replace(cfg, precision="float32"))
+  with strategy.scope() if strategy else contextlib.nullcontext():
+    generator = build_generator(dataclasses.replace(cfg, precision="float32"))
   check_architecture(stored, {part: generator},
                      "pass the config of the run that wrote it (its config.json)")
   status = tf.train.Checkpoint(**{part: model_table(generator)}).restore(path)

@@ -30,7 +30,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from typing import Callable, Dict, Optional
@@ -157,6 +159,7 @@ class Trainer:
     self.task_id, self.num_workers, self.chief = worker_info(strategy)
     self.model_dir = cfg.model_dir
     self.dataset_fn = dataset_fn
+    self.scratch_dir: Optional[str] = None  # non-chief: local temporary checkpoints
 
   # ---------------------------------------------------------------- set-up
   def _check_stored_config(self) -> bool:
@@ -210,15 +213,39 @@ class Trainer:
                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     return models, step_var
 
-  def _make_manager(self, checkpoint):
-    directory = None
-    if not self.chief:
-      # Every worker must take part in a save (ON_READ variables are
-      # reduced across workers); only the chief's copy is kept.
-      directory = os.path.join(checkpoints.worker_scratch_dir(self.model_dir, self.task_id),
-                               "checkpoints")
-    return checkpoints.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints,
-                                    directory=directory)
+  def _make_manager(self, checkpoint, resumed_from: Optional[str]):
+    """The CheckpointManager this worker saves through.
+
+    Chief: model_dir/checkpoints, keeping --keep_checkpoints. Other
+    MultiWorkerMirroredStrategy workers must take part in every save
+    (ON_READ variables are reduced across workers), but only the chief's copy
+    is kept: they write to a local temporary directory (TF's recipe for
+    non-chief workers), emptied after each save, and never under model_dir.
+
+    The PreemptionCheckpointHandler keeps its run counter (the number of
+    save_checkpoint_if_preempted calls, which the workers compare to agree
+    on the step to save at) in the checkpoint and restores it through this
+    manager. A non-chief's directory is empty, so the manager's init_fn
+    restores the chief's checkpoint this run resumed from instead: every
+    worker then counts from the same number after any number of restarts.
+    """
+    if self.chief:
+      return checkpoints.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints)
+    self.scratch_dir = tempfile.mkdtemp(prefix=f"sagan_tf_worker{self.task_id}_")
+
+    def init_fn():
+      if resumed_from:
+        checkpoint.restore(resumed_from).expect_partial()
+
+    return checkpoints.make_manager(checkpoint, self.model_dir, 1, directory=self.scratch_dir,
+                                    init_fn=init_fn)
+
+  def _clear_scratch(self, remove: bool = False):
+    """Non-chief: drops the local copy of the last save (the chief's is the one kept)."""
+    if self.scratch_dir and os.path.isdir(self.scratch_dir):
+      shutil.rmtree(self.scratch_dir, ignore_errors=True)
+      if not remove:
+        os.makedirs(self.scratch_dir, exist_ok=True)
 
   # ------------------------------------------------------------------ run
   def run(self) -> int:
@@ -240,7 +267,15 @@ class Trainer:
         logging.info("%s has a config.json but no checkpoint: starting at step 0.",
                      self.model_dir)
       logging.info("Starting a new run in %s (%d steps).", self.model_dir, cfg.train_steps)
-    self.manager = self._make_manager(checkpoint)
+    self.manager = self._make_manager(checkpoint, latest)
+    try:
+      return self._run_from(start, bool(latest), had_config, iterator, checkpoint)
+    finally:
+      self._clear_scratch(remove=True)
+
+  def _run_from(self, start: int, resumed: bool, had_config: bool, iterator,
+                checkpoint) -> int:
+    cfg = self.cfg
     if self.chief:
       checkpoints.write_run_config(cfg, self.model_dir)
     self._log_model_sizes()
@@ -252,7 +287,7 @@ class Trainer:
     self.writer = (tf.summary.create_file_writer(self.model_dir) if self.chief
                    else tf.summary.create_noop_writer())
     self.sample_fn = self._make_sample_fn()
-    self.last_saved = start if latest else -1
+    self.last_saved = start if resumed else -1
     evaluator = None
     try:
       if cfg.self_eval and start == 0:
@@ -323,8 +358,6 @@ class Trainer:
           try:
             preemption.save_checkpoint_if_preempted(checkpoint_number=step)
           except _Preempted:
-            if not self.chief:
-              tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
             logging.warning("Preempted at step %d: checkpoint written; re-run the same "
                             "command to resume.", step)
             return PREEMPTED_EXIT
@@ -371,7 +404,7 @@ class Trainer:
     path = self.manager.save(checkpoint_number=step)
     self.last_saved = step
     if not self.chief:
-      tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
+      self._clear_scratch()
       return None
     self.writer.flush()
     logging.info("Saved checkpoint %s.", path)
@@ -455,19 +488,22 @@ class Trainer:
   def _self_evaluate(self, evaluator, first: bool):
     """--self_eval: scores the latest checkpoint; after the last step prints it
     beside the step-0 result. Returns the Evaluator (classifier and real
-    statistics) for reuse. Only the chief evaluates."""
-    if not self.chief:
-      return None
+    statistics) for reuse. Generation and scoring run over the strategy's
+    replicas; every worker takes part, the chief writes and prints."""
     from sagan_tf.eval import report, run as eval_run  # pylint: disable=g-import-not-at-top
     cfg = self.cfg
     try:
-      evaluator = evaluator or eval_run.Evaluator(cfg)
+      evaluator = evaluator or eval_run.Evaluator(cfg, self.strategy)
     except UserError as e:
       raise UserError(f"{e} (Or train without evaluating: --noself_eval.)") from None
-    generator, step = checkpoints.restore_generator(cfg, self.manager.latest_checkpoint,
-                                                    use_ema=cfg.use_ema)
+    # A collective after the save: once every worker is here, the chief's
+    # save has returned and its checkpoint is complete; all read that one.
+    self._agree(True)
+    path = checkpoints.latest_checkpoint(self.model_dir)
+    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
+                                                    strategy=self.strategy)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
-    if not first:
+    if not first and self.chief:
       print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
     return evaluator
 

@@ -30,8 +30,11 @@ import tensorflow as tf
 from sagan_tf.errors import UserError
 
 
-def make_strategy(cfg) -> tf.distribute.Strategy:
+def make_strategy(cfg, check_batch: bool = True) -> tf.distribute.Strategy:
   """The strategy for cfg (see the module docstring); logs the choice.
+
+  check_batch: check that --batch_size divides over the replicas (training);
+  evaluation pads its batches instead.
 
   Raises:
     UserError: unreachable TPU, malformed TF_CONFIG, logical CPU devices
@@ -56,6 +59,9 @@ def make_strategy(cfg) -> tf.distribute.Strategy:
     gpus = tf.config.list_physical_devices("GPU")
     what = f"default strategy ({'GPU' if gpus else 'CPU'})"
   n = strategy.num_replicas_in_sync
+  if not check_batch:
+    logging.info("Distribution: %s, %d replica(s).", what, n)
+    return strategy
   per_replica = cfg.per_replica_batch(n)  # the clear error when it does not divide
   logging.info("Distribution: %s, %d replica(s), global batch %d = %d per replica.",
                what, n, cfg.batch_size, per_replica)
