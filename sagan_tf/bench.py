@@ -3,7 +3,7 @@
   ./run.sh bench                          imagenet128 architecture, batch 8 per replica,
                                           float32 and float32+xla (the issue-7 configuration)
   ./run.sh bench --bench_variants=all     ... every variant (many minutes on a CPU)
-  ./run.sh bench --preset=demo            the embedded demo at its own batch (32), all variants
+  ./run.sh bench --preset=demo            the embedded demo at its own batch (16), all variants
   ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
   ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
   ./run.sh bench --what=input             input pipeline images/s
@@ -28,22 +28,21 @@ call of the compiled function). `--bench_variants=all` = float32, bfloat16,
 float32+xla, bfloat16+xla, float32+spl10. A `+splN` repeat runs
 ceil(bench_iters / N) calls, so at least N iterations.
 
-Defaults (each only when its flag is not given):
+Defaults (each only when its flag is not given; config.MODE_PRESETS and
+config.CONTEXT_DEFAULTS, applied by config.merge):
   * `--preset`: imagenet128 (the architecture the speed targets are about);
   * imagenet presets: per-replica batch 8 (their 256 is a TPU-pod batch),
     variants float32,float32+xla and 1 iteration per repeat, which keeps
     `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
-These need to know which flags the user set: `cfg.command_line` (filled by
-config.from_flags; a library caller passes a Config without it, which is
-used as given).
 
 The machine is usually shared: the table also gives the process CPU time
 per iteration (steadier than wall time under load), the load average and a
 same-process float32 matmul rate, so that runs under different load can be
-put side by side, and the process's peak resident memory. notes_speed.md
-has the profile of the iteration and what was changed because of it.
+put side by side, and the process's peak resident memory. BUILD_NOTES.md,
+section Speed, has the profile of the iteration and what was changed
+because of it.
 """
 
 from __future__ import annotations
@@ -63,16 +62,8 @@ from absl import logging
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 
-DEFAULT_PRESET = "imagenet128"
-# Per-replica batch bench uses for a preset when --batch_size is not given.
-BENCH_PER_REPLICA_BATCH = {"imagenet128": 8, "imagenet128_feat64": 8}
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
-# The imagenet128 architecture costs ~1.2 TFLOP per iteration at batch 8: on a
-# 2-core CPU every variant takes minutes to compile and time, so by default
-# bench times the two that matter there, one iteration per repeat.
-LARGE_DEFAULT_VARIANTS = "float32,float32+xla"
-LARGE_DEFAULT_ITERS = 1
 
 
 # ------------------------------------------------------------------ variants
@@ -208,7 +199,7 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
   calls = max(1, math.ceil(iters / spl))
   if warmup_calls is None:
     # One call traces, optimises / compiles and runs once; after it the
-    # iteration time is steady (checked at imagenet128, notes_speed.md).
+    # iteration time is steady (checked at imagenet128; BUILD_NOTES.md, Speed).
     warmup_calls = 1
 
   models = setup.build_gan(vcfg, strategy)
@@ -300,26 +291,6 @@ def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -
     f.write(json.dumps(payload, indent=1) + "\n")
 
 
-# ------------------------------------------------------------------ config
-def resolve_config(cfg, explicit: Optional[set], num_replicas: int = 1):
-  """bench's defaults: imagenet128 unless --preset; for the imagenet presets
-  batch 8 per replica, variants float32,float32+xla and 1 iteration per repeat,
-  each unless set on the command line.
-
-  explicit: fields the user set (None = all of them: use cfg as given).
-  """
-  if explicit is None:
-    return cfg
-  if "preset" not in explicit:
-    cfg = config_lib.Config.preset(
-        DEFAULT_PRESET, **{k: getattr(cfg, k) for k in explicit if k != "preset"})
-  if cfg.preset in BENCH_PER_REPLICA_BATCH:
-    large = {"batch_size": BENCH_PER_REPLICA_BATCH[cfg.preset] * num_replicas,
-             "bench_variants": LARGE_DEFAULT_VARIANTS, "bench_iters": LARGE_DEFAULT_ITERS}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in large.items() if k not in explicit})
-  return cfg.validate()
-
-
 # ------------------------------------------------------------------ modes
 def _bench_train(cfg, strategy) -> int:
   variants = parse_variants(cfg.bench_variants)
@@ -347,13 +318,15 @@ def _bench_train(cfg, strategy) -> int:
   return 0
 
 
-def bench(cfg) -> int:
-  """Mode `bench`: --what=train | input | eval (see the module docstring)."""
+def bench(cfg, typed=None) -> int:
+  """Mode `bench`: --what=train | input | eval (see the module docstring).
+
+  typed: the fields the user typed (config.merge; None = cfg's differences
+  from its preset).
+  """
   from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
-  explicit = cfg.command_line
-  cfg = resolve_config(cfg, explicit)
-  strategy = make_strategy(cfg)
-  cfg = resolve_config(cfg, explicit, strategy.num_replicas_in_sync)
+  strategy = make_strategy(config_lib.merge("bench", cfg, typed))
+  cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync)
   if cfg.what == "train":
     return _bench_train(cfg, strategy)
   if cfg.what == "input":

@@ -355,10 +355,10 @@ def export_generator(generator, cfg, export_root: str, version: int,
   return final
 
 
-def export(cfg) -> int:
+def export(cfg, typed=None) -> int:
   """`./run.sh export`: the run's generator -> export_dir/<step>/ SavedModel."""
   from sagan_tf.tools.run_generator import restore  # pylint: disable=g-import-not-at-top
-  run_cfg, generator, step, source = restore(cfg)
+  run_cfg, generator, step, source = restore(cfg, "export", typed)
   export_root = cfg.export_dir or os.path.join(cfg.model_dir, EXPORT_SUBDIR)
   path = export_generator(generator, run_cfg, export_root, step,
                           info={"step": step, **source})

@@ -102,7 +102,6 @@ def test_eval_config_takes_the_typed_eval_flags_over_the_run_config(tiny_run):
   # --num_samples=10000 typed (the demo preset's own default) overrides the
   # run's 120; eval_batch_size was not typed, so the run's 50 stays.
   cli = dataclasses.replace(config_lib.Config.preset("demo"), model_dir=tiny_run.model_dir,
-                            num_samples=10_000, eval_batch_size=7,
-                            command_line=frozenset({"model_dir", "num_samples"}))
-  cfg = run.eval_config(cli)
+                            num_samples=10_000, eval_batch_size=7)
+  cfg = run.eval_config(cli, typed={"model_dir", "num_samples"})
   assert (cfg.num_samples, cfg.eval_batch_size, cfg.gf_dim) == (10_000, 50, 4)

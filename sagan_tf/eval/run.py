@@ -35,31 +35,15 @@ from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers, metrics, published, stats_cache, stream
 
-# Fields an eval invocation may change on top of the run's config.json.
-EVAL_FIELDS = ("num_samples", "eval_batch_size", "inception_path", "stats_dir",
-               "intra_fid_classes", "use_ema", "classifier", "watch",
-               "compare_published", "seed", "checkpoint", "eval_split", "dataset",
-               "tfds_data_dir", "log_every_secs")
-
 EVAL_SUBDIR = "eval"
 
 
 # ------------------------------------------------------------------- config
-def eval_config(cli_cfg: config_lib.Config) -> config_lib.Config:
-  """The run's config.json, with the eval fields the command line changed.
-
-  A field counts as changed when it was typed (cli_cfg.command_line) or, for
-  a Config not built from flags, when it differs from its preset's default.
-  """
+def eval_config(cli_cfg: config_lib.Config, typed=None) -> config_lib.Config:
+  """The run's config.json with what the user typed on top (config.merge)."""
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = checkpoints.load_run_config(cli_cfg.model_dir)
-  if cli_cfg.command_line is not None:
-    changed = [f for f in EVAL_FIELDS if f in cli_cfg.command_line]
-  else:
-    defaults = config_lib.Config.preset(cli_cfg.preset)
-    changed = [f for f in EVAL_FIELDS if getattr(cli_cfg, f) != getattr(defaults, f)]
-  overrides = {f: getattr(cli_cfg, f) for f in changed}
-  return dataclasses.replace(run_cfg, model_dir=cli_cfg.model_dir, **overrides)
+  return config_lib.merge("eval", cli_cfg, typed,
+                          stored=checkpoints.load_run_config(cli_cfg.model_dir))
 
 
 def eval_dir(cfg) -> str:
@@ -260,10 +244,13 @@ def _checkpoints_to_evaluate(cfg) -> Iterator[str]:
     yield path
 
 
-def evaluate(cli_cfg) -> int:
-  """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch."""
+def evaluate(cli_cfg, typed=None) -> int:
+  """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch.
+
+  typed: the fields the user typed (see config.merge).
+  """
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  cfg = eval_config(cli_cfg)
+  cfg = eval_config(cli_cfg, typed)
   evaluator = Evaluator(cfg)
   for path in _checkpoints_to_evaluate(cfg):
     generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema)

@@ -214,9 +214,9 @@ def write_attention_maps(generator, cfg, output_dir: str) -> Dict[str, List[str]
   return written
 
 
-def attention(cfg) -> int:
+def attention(cfg, typed=None) -> int:
   """`./run.sh attention`: attention-map pictures of a run's generator."""
-  run_cfg, generator, step, source = run_generator.restore(cfg)
+  run_cfg, generator, step, source = run_generator.restore(cfg, "attention", typed)
   output_dir = cfg.output_dir or os.path.join(cfg.model_dir, OUTPUT_SUBDIR)
   written = write_attention_maps(generator, run_cfg, output_dir)
   logging.info("Attention maps of the %s at step %d: %s", source["weights"], step,

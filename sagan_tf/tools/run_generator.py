@@ -1,8 +1,8 @@
 """The trained generator of a run directory, for export, sample and attention.
 
-The architecture comes from the run's config.json (what training wrote);
-from the command line only the tool settings are taken (TOOL_FIELDS), so
-`./run.sh sample --model_dir=runs/x` works whatever preset trained runs/x.
+The architecture comes from the run's config.json (what training wrote),
+the typed flags go on top (config.merge), so `./run.sh sample
+--model_dir=runs/x` works whatever preset trained runs/x.
 """
 
 from __future__ import annotations
@@ -12,31 +12,31 @@ from typing import Dict, Tuple
 
 from absl import logging
 
-TOOL_FIELDS = ("model_dir", "export_dir", "checkpoint", "use_ema", "output_dir", "labels",
-               "queries", "truncation", "num_images", "seed")
+from sagan_tf import config as config_lib
 
-
-def tool_config(cfg):
-  """The run's stored Config with cfg's tool fields (and float32 precision)."""
+def tool_config(cfg, mode: str, typed=None):
+  """The run's config.json merged with cfg for `mode` (config.merge), in float32."""
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = checkpoints.load_run_config(cfg.model_dir)
-  return dataclasses.replace(run_cfg, precision="float32",
-                             **{f: getattr(cfg, f) for f in TOOL_FIELDS})
+  run_cfg = config_lib.merge(mode, cfg, typed, stored=checkpoints.load_run_config(cfg.model_dir))
+  return dataclasses.replace(run_cfg, precision="float32")
 
 
-def restore(cfg) -> Tuple[object, object, int, Dict[str, str]]:
+def restore(cfg, mode: str = "sample", typed=None
+            ) -> Tuple[object, object, int, Dict[str, str]]:
   """(run config, float32 generator, step, {"checkpoint": path, "weights": part}).
+
+  mode, typed: as for config.merge (export, sample or attention; the typed fields).
 
   Weights are the EMA generator's when cfg.use_ema and the checkpoint has one.
   Raises UserError (from sagan_tf.train.checkpoints) when model_dir is not a
   run, has no checkpoint, or the checkpoint does not fit the stored config.
   """
   from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = tool_config(cfg)
+  run_cfg = tool_config(cfg, mode, typed)
   path = checkpoints.resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
   has_ema = checkpoints.read_checkpoint(path).has("ema_generator")
-  generator, step = checkpoints.restore_generator(run_cfg, path, use_ema=cfg.use_ema)
-  weights = "ema_generator" if cfg.use_ema and has_ema else "generator"
+  generator, step = checkpoints.restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+  weights = "ema_generator" if run_cfg.use_ema and has_ema else "generator"
   logging.info("Using the %s weights of %s (step %d).", weights, path, step)
   return run_cfg, generator, step, {"checkpoint": path, "weights": weights}
 

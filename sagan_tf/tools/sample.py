@@ -152,9 +152,9 @@ def write_samples(generator, cfg, output_dir: str) -> dict:
   return paths
 
 
-def sample(cfg) -> int:
+def sample(cfg, typed=None) -> int:
   """`./run.sh sample`: sample grids and interpolations of a run's generator."""
-  run_cfg, generator, step, source = run_generator.restore(cfg)
+  run_cfg, generator, step, source = run_generator.restore(cfg, "sample", typed)
   output_dir = cfg.output_dir or os.path.join(cfg.model_dir, OUTPUT_SUBDIR)
   paths = write_samples(generator, run_cfg, output_dir)
   logging.info("Wrote %d PNGs of the %s at step %d to %s: %s", len(paths), source["weights"],

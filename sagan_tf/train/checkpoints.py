@@ -46,12 +46,6 @@ CHECKPOINT_PREFIX = "ckpt"
 # Children of the tf.train.Checkpoint that hold models (as TF1-name tables).
 MODEL_PARTS = ("generator", "discriminator", "ema_generator")
 
-# Config fields that decide which variables of G and D exist and their
-# shapes. A run directory's checkpoints only fit a config that agrees on all.
-ARCHITECTURE_FIELDS = ("image_size", "num_classes", "z_dim", "gf_dim", "df_dim",
-                       "g_channel_mults", "d_channel_mults", "g_attention_res",
-                       "d_attention_res", "attention_variant")
-
 
 # ------------------------------------------------------------------ layout
 def _join(*parts: str) -> str:
@@ -122,28 +116,6 @@ def load_run_config(model_dir: str) -> config_lib.Config:
     logging.warning("%s has fields this version does not know (ignored): %s", path,
                     ", ".join(unknown))
   return cfg
-
-
-def architecture_changes(stored, cfg) -> List[str]:
-  """'field: stored -> new' for every architecture field that differs.
-
-  Turning the EMA on or off is not an architecture change: a resumed run
-  without EMA ignores the stored one, one with EMA starts it from G.
-  """
-  changes = []
-  for name in ARCHITECTURE_FIELDS:
-    old, new = getattr(stored, name), getattr(cfg, name)
-    if name in ("g_channel_mults", "d_channel_mults"):
-      # Empty means "the original rule": compare what the model builds.
-      old = stored.g_mults if name == "g_channel_mults" else stored.d_mults
-      new = cfg.g_mults if name == "g_channel_mults" else cfg.d_mults
-    if _normalise(old) != _normalise(new):
-      changes.append(f"{name}: {_normalise(old)} -> {_normalise(new)}")
-  return changes
-
-
-def _normalise(value):
-  return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 # ------------------------------------------------------------ checkpoints

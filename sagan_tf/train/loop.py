@@ -39,6 +39,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 from sagan_tf.tools.image_grid import image_grid, save_image_grid
 from sagan_tf.train import checkpoints
@@ -124,13 +125,15 @@ def _every(step_before: int, step_after: int, every: int) -> bool:
 
 
 # -------------------------------------------------------------------- train
-def train(cfg, dataset_fn: Optional[Callable] = None) -> int:
+def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   """Trains cfg from scratch or from the latest checkpoint in cfg.model_dir.
 
   Args:
     cfg: the validated Config.
     dataset_fn: optional `fn(input_context) -> tf.data.Dataset` of per-replica
       batches (tests); default `data.make_dataset(cfg, input_context)`.
+    typed: the fields the user typed (config.merge; None = cfg's
+      differences from its preset).
   Returns:
     0 when training reached cfg.train_steps; 128 + signum after a checkpoint
     on SIGTERM / SIGINT; 42 after a preemption checkpoint under
@@ -141,6 +144,7 @@ def train(cfg, dataset_fn: Optional[Callable] = None) -> int:
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
+  cfg = config_lib.merge("train", cfg, typed)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
 
@@ -164,7 +168,7 @@ class Trainer:
     if not checkpoints.has_run_config(self.model_dir):
       return False
     stored = checkpoints.load_run_config(self.model_dir)
-    changes = checkpoints.architecture_changes(stored, self.cfg)
+    changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("refused"))
     if changes:
       raise UserError(
           f"--model_dir={self.model_dir} holds a run of a different architecture "
