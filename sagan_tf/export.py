@@ -6,7 +6,7 @@ writes `ROOT/<step>/` (default ROOT = DIR/export): a numbered version folder,
 as TF Serving expects.
 
 The served graph is the generator in inference mode with everything that is
-constant at inference folded away (notes_export.md):
+constant at inference folded away (BUILD_NOTES.md, Export):
 
 * spectral norm: every kernel is stored as W / sigma, sigma from ONE power
   iteration from the stored `u` -- exactly what `generator(z, labels,

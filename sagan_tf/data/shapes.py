@@ -6,7 +6,7 @@ proportionally at other sizes) and rotation, on a random smooth background
 (gradient plus low-frequency colour blobs), optionally textured (stripes,
 checks or noise). Colour, position, scale and rotation are drawn
 independently of the class, so only the shape's geometry tells the class
-(BUILD notes: notes_data.md, "shapes").
+(BUILD_NOTES.md, Data: the embedded shapes dataset).
 
 Rendering is numpy: a signed distance to each shape on a pixel grid at twice
 the resolution, a one-pixel linear edge, 2x2 area averaging down to the
