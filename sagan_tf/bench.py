@@ -53,14 +53,26 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
 from absl import logging
+import keras
+import tensorflow as tf
 
 from sagan_tf import config as config_lib
+from sagan_tf import data
+from sagan_tf.data import bench_input
 from sagan_tf.errors import UserError
+from sagan_tf.eval import classifiers
+from sagan_tf.eval import run as eval_run
+from sagan_tf.models.generator import build_generator
+from sagan_tf.train import setup
+from sagan_tf.train import step as step_lib
+from sagan_tf.train.strategy import make_strategy
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
@@ -114,7 +126,7 @@ def parse_variants(spec: str, default: Sequence[str] = DEFAULT_TRAIN_VARIANTS) -
 
 # ------------------------------------------------------------------ results
 @dataclasses.dataclass
-class Result:
+class VariantTiming:
   """Timing of one variant. `ratio` = images_per_s / the first variant's."""
   name: str
   preset: str
@@ -139,7 +151,7 @@ class Result:
             "warmup_seconds": self.warmup_seconds}
 
 
-def set_ratios(results: List[Result]) -> None:
+def set_ratios(results: List[VariantTiming]) -> None:
   """ratio of every result = its images/s / the first result's."""
   if results:
     first = results[0].images_per_s
@@ -161,7 +173,6 @@ def load_average() -> str:
 
 def matmul_gflops(n: int = 1024, reps: int = 9) -> float:
   """Median float32 matmul rate of this process now: a yardstick for the load."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   a = tf.random.stateless_normal([n, n], seed=[1, 2])
   fn = tf.function(lambda x: tf.matmul(x, x))
   fn(a).numpy()
@@ -176,7 +187,6 @@ def matmul_gflops(n: int = 1024, reps: int = 9) -> float:
 # ------------------------------------------------------------------ train
 def _real_batch(cfg, per_replica: int, seed: int = 0):
   """A fixed 'real' batch: images uniform in [-1, 1] float32, int32 labels."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   s = cfg.image_size
   images = tf.random.stateless_uniform([per_replica, s, s, 3], seed=[seed, 1],
                                        minval=-1.0, maxval=1.0)
@@ -186,11 +196,8 @@ def _real_batch(cfg, per_replica: int, seed: int = 0):
 
 
 def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int,
-                       warmup_calls: Optional[int] = None) -> Result:
+                       warmup_calls: Optional[int] = None) -> VariantTiming:
   """Builds the GAN for `variant`, warms up, times; frees everything after."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf.train import setup, step as step_lib  # pylint: disable=g-import-not-at-top
 
   vcfg = variant.apply(cfg)
   n = strategy.num_replicas_in_sync
@@ -235,7 +242,7 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
                  per_iter[-1])
   seconds = statistics.median(per_iter)
   global_batch = per_replica * n
-  result = Result(name=variant.name, preset=cfg.preset, batch=per_replica,
+  result = VariantTiming(name=variant.name, preset=cfg.preset, batch=per_replica,
                   global_batch=global_batch, seconds_per_iteration=seconds,
                   images_per_s=global_batch / seconds, repeat_seconds=per_iter,
                   cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
@@ -249,9 +256,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
 
 def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
                         repeats: Optional[int] = None,
-                        iters: Optional[int] = None) -> List[Result]:
+                        iters: Optional[int] = None) -> List[VariantTiming]:
   """Times every variant in this process, in order; ratios against the first."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   strategy = strategy or tf.distribute.get_strategy()
   repeats = cfg.bench_repeats if repeats is None else repeats
   iters = cfg.bench_iters if iters is None else iters
@@ -266,7 +272,7 @@ def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
   return results
 
 
-def format_table(results: Sequence[Result]) -> str:
+def format_table(results: Sequence[VariantTiming]) -> str:
   rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "repeats (s/iter)",
            "warm-up s", "cpu s/iter")]
   for r in results:
@@ -281,8 +287,7 @@ def format_table(results: Sequence[Result]) -> str:
   return "\n".join(lines)
 
 
-def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def write_json(path: str, results: Sequence[VariantTiming], extra: Dict[str, object]) -> None:
   payload = dict(extra, variants=[r.to_json() for r in results])
   directory = os.path.dirname(path)
   if directory:
@@ -324,7 +329,6 @@ def bench(cfg, typed=None) -> int:
   typed: the fields the user typed (config.merge; None = cfg's differences
   from its preset).
   """
-  from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
   strategy = make_strategy(config_lib.merge("bench", cfg, typed))
   cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync)
   if cfg.what == "train":
@@ -335,11 +339,10 @@ def bench(cfg, typed=None) -> int:
 
 
 def _bench_input(cfg) -> int:
-  from sagan_tf.data import bench_input  # pylint: disable=g-import-not-at-top
   load_before = load_average()
   rate = bench_input.input_images_per_second(cfg)
   rss = peak_rss_mb()
-  source = (cfg.dataset if cfg.dataset.startswith("tfrecords:") else
+  source = (cfg.dataset if data.parse_dataset_spec(cfg.dataset).kind == "tfrecords" else
             f"temporary random {bench_input.BENCH_IMAGE_SIZE}x{bench_input.BENCH_IMAGE_SIZE} "
             f"TFRecords (--dataset={cfg.dataset} is not tfrecords)")
   print(f"bench input: {rate:.1f} images/s ({source}, batch {cfg.batch_size}); "
@@ -354,10 +357,9 @@ def _bench_input(cfg) -> int:
 def _eval_classifier(cfg, tmp_dir: str):
   """(classifier, description): Inception if --inception_path, the shapes
   classifier for the shapes data, else a stand-in with Inception's interface."""
-  from sagan_tf.eval import classifiers, run  # pylint: disable=g-import-not-at-top
-  if cfg.inception_path or (cfg.dataset.split(":", 1)[0] == "shapes" and
+  if cfg.inception_path or (data.parse_dataset_spec(cfg.dataset).kind == "shapes" and
                             cfg.classifier != "inception"):
-    c = run.choose_classifier(cfg)
+    c = eval_run.choose_classifier(cfg)
     return c, c.name
   path = classifiers.build_fake_inception_savedmodel(os.path.join(tmp_dir, "fake_inception"))
   return (classifiers.load_inception(path),
@@ -367,10 +369,6 @@ def _eval_classifier(cfg, tmp_dir: str):
 
 def _bench_eval(cfg) -> int:
   """Generator and classifier samples/s at cfg.eval_batch_size, as eval runs them."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf.models.generator import build_generator  # pylint: disable=g-import-not-at-top
   tmp = tempfile.mkdtemp(prefix="sagan_bench_eval_")
   try:
     classifier, what = _eval_classifier(cfg, tmp)

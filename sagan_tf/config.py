@@ -32,7 +32,7 @@ import dataclasses
 import math
 from typing import AbstractSet, Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Tuple
 
-from absl import logging
+from absl import flags, logging
 
 from sagan_tf.errors import UserError
 
@@ -405,7 +405,6 @@ def _flag_kind(field: dataclasses.Field) -> str:
 
 def define_flags(flag_values=None) -> None:
   """Defines one absl flag per Config field (idempotent)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flag_values if flag_values is not None else flags.FLAGS
   for field in dataclasses.fields(Config):
     if field.name in fv:
@@ -453,7 +452,6 @@ class Invocation(NamedTuple):
 
 def from_flags(flag_values=None, mode: str = "train") -> Invocation:
   """The invocation from parsed absl flags: the mode's preset, then every flag set."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flag_values if flag_values is not None else flags.FLAGS
   preset = fv["preset"].value or MODE_PRESETS.get(mode, DEFAULT_PRESET)
   overrides: Dict[str, Any] = {}

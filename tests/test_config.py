@@ -110,7 +110,7 @@ def _stored():
 
 
 @pytest.mark.parametrize("mode", config_lib.READS_RUN)
-def test_a_mode_that_reads_a_run_takes_the_run_then_what_was_typed(mode):
+def test_a_mode_that_reads_a_run_takes_the_run_then_what_was_typed(mode, caplog):
   # Typed on the command line (demo preset): an eval option, a tool option,
   # a data field, and an architecture field that the checkpoints fix.
   given, typed = _invocation(mode, "--model_dir=/run", "--eval_batch_size=7",
@@ -122,6 +122,7 @@ def test_a_mode_that_reads_a_run_takes_the_run_then_what_was_typed(mode):
   # Not typed: the run's own values, not the demo preset's.
   assert (cfg.preset, cfg.gf_dim, cfg.image_size, cfg.num_samples, cfg.seed) == (
       "imagenet128", 8, 128, 500, 3)
+  assert "Ignoring --gf_dim: the run in /run was trained with gf_dim=8" in caplog.text
 
 
 def test_the_typed_value_counts_even_when_it_equals_the_presets():

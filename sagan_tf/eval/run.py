@@ -21,9 +21,7 @@ MODEL_DIR/eval; `--watch` evaluates each new checkpoint as training writes it
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import time
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -32,30 +30,23 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import config as config_lib
+from sagan_tf import data
+from sagan_tf import run_dir
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers, metrics, published, stats_cache, stream
-
-EVAL_SUBDIR = "eval"
-
 
 # ------------------------------------------------------------------- config
 def eval_config(cli_cfg: config_lib.Config, typed=None) -> config_lib.Config:
   """The run's config.json with what the user typed on top (config.merge)."""
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  return config_lib.merge("eval", cli_cfg, typed,
-                          stored=checkpoints.load_run_config(cli_cfg.model_dir))
-
-
-def eval_dir(cfg) -> str:
-  return os.path.join(cfg.model_dir, EVAL_SUBDIR)
+  return run_dir.run_config("eval", cli_cfg, typed)
 
 
 def stats_dir(cfg) -> str:
-  return cfg.stats_dir or eval_dir(cfg)
+  return cfg.stats_dir or run_dir.eval_dir(cfg.model_dir)
 
 
 def _is_shapes(cfg) -> bool:
-  return cfg.dataset.split(":", 1)[0] == "shapes"
+  return data.parse_dataset_spec(cfg.dataset).kind == "shapes"
 
 
 def choose_classifier(cfg) -> classifiers.Classifier:
@@ -80,7 +71,6 @@ def _intra(cfg, classifier) -> Tuple[int, ...]:
 
 # -------------------------------------------------------------------- real
 def _real_batches(cfg, num_images: int, part: int) -> Iterator:
-  from sagan_tf import data  # pylint: disable=g-import-not-at-top
   dataset = data.real_images_for_eval(cfg, num_images, part=part)
   try:
     for images, labels in dataset:
@@ -177,16 +167,11 @@ class Evaluator:
     return result
 
 
-def result_path(cfg, step: int) -> str:
-  """MODEL_DIR/eval/step_XXXXXXX.json."""
-  return os.path.join(eval_dir(cfg), f"step_{int(step):07d}.json")
-
-
 def write_result(cfg, result: Dict) -> str:
   """MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars eval/<metric>."""
-  directory = eval_dir(cfg)
+  directory = run_dir.eval_dir(cfg.model_dir)
   tf.io.gfile.makedirs(directory)
-  path = result_path(cfg, result["step"])
+  path = run_dir.eval_result_path(cfg.model_dir, result["step"])
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
   writer = tf.summary.create_file_writer(directory)
@@ -201,7 +186,7 @@ def write_result(cfg, result: Dict) -> str:
 
 def read_result(cfg, step: int) -> Optional[Dict]:
   """The JSON write_result wrote for `step`, or None when there is none."""
-  path = result_path(cfg, step)
+  path = run_dir.eval_result_path(cfg.model_dir, step)
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
@@ -233,13 +218,12 @@ def _summary(result: Dict) -> str:
 
 # -------------------------------------------------------------------- mode
 def _checkpoints_to_evaluate(cfg) -> Iterator[str]:
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
   if not cfg.watch:
-    yield checkpoints.resolve_checkpoint(cfg.model_dir, cfg.checkpoint or None)
+    yield run_dir.resolve_checkpoint(cfg.model_dir, cfg.checkpoint or None)
     return
   logging.info("Watching %s for new checkpoints (until step %d).",
-               checkpoints.checkpoint_dir(cfg.model_dir), cfg.train_steps)
-  for path in tf.train.checkpoints_iterator(checkpoints.checkpoint_dir(cfg.model_dir),
+               run_dir.checkpoint_dir(cfg.model_dir), cfg.train_steps)
+  for path in tf.train.checkpoints_iterator(run_dir.checkpoint_dir(cfg.model_dir),
                                             min_interval_secs=10):
     yield path
 
@@ -249,11 +233,10 @@ def evaluate(cli_cfg, typed=None) -> int:
 
   typed: the fields the user typed (see config.merge).
   """
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
   cfg = eval_config(cli_cfg, typed)
   evaluator = Evaluator(cfg)
   for path in _checkpoints_to_evaluate(cfg):
-    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema)
+    generator, step = run_dir.restore_generator(cfg, path, use_ema=cfg.use_ema)
     result = evaluate_generator(cfg, generator, step, evaluator)
     print(f"eval step {step}: {_summary(result)}", flush=True)
     if cfg.compare_published:

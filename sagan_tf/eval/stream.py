@@ -15,7 +15,7 @@ from absl import logging
 from sagan_tf.eval import metrics
 
 
-class Progress:
+class StreamProgress:
   """Logs `done/total`, images/s and ETA at most every `every_secs` seconds."""
 
   def __init__(self, total: int, what: str, every_secs: float = 30.0):
@@ -50,7 +50,7 @@ def accumulate(classifier, batches: Iterable[Tuple[object, Optional[object]]],
   """
   acc = metrics.EvalAccumulator(classifier.feature_dim, classifier.num_classes,
                                 intra_classes)
-  progress = Progress(num_samples, what, log_every_secs)
+  progress = StreamProgress(num_samples, what, log_every_secs)
   for images, labels in batches:
     take = min(int(images.shape[0]), num_samples - acc.count)
     if take <= 0:

@@ -6,7 +6,7 @@ runs cfg.steps_per_loop iterations on device) and, between calls, does what
 a run needs around it:
 
 * checkpoints every --checkpoint_every_steps and --checkpoint_every_secs,
-  keeping --keep_checkpoints (checkpoints.py has the layout); re-running the
+  keeping --keep_checkpoints (run_dir.py has the layout); re-running the
   same command resumes from the latest one;
 * TensorBoard scalars every --summary_every_steps, a fixed-z sample grid
   every --sample_every_steps (TensorBoard and model_dir/samples/), and a
@@ -40,9 +40,12 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import config as config_lib
+from sagan_tf import run_dir
+from sagan_tf.data import make_dataset, translate_data_error
 from sagan_tf.errors import UserError
-from sagan_tf.tools.image_grid import image_grid, save_image_grid
-from sagan_tf.train import checkpoints
+from sagan_tf.eval import report
+from sagan_tf.eval import run as eval_run
+from sagan_tf.image_grid import image_grid, save_image_grid
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.train.strategy import make_strategy, worker_info
@@ -165,9 +168,9 @@ class Trainer:
   # ---------------------------------------------------------------- set-up
   def _check_stored_config(self) -> bool:
     """Refuses an architecture change against model_dir/config.json; True if one exists."""
-    if not checkpoints.has_run_config(self.model_dir):
+    if not run_dir.has_run_config(self.model_dir):
       return False
-    stored = checkpoints.load_run_config(self.model_dir)
+    stored = run_dir.load_run_config(self.model_dir)
     changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("refused"))
     if changes:
       raise UserError(
@@ -185,7 +188,6 @@ class Trainer:
     if self.dataset_fn is not None:
       fn = self.dataset_fn
     else:
-      from sagan_tf.data import make_dataset  # pylint: disable=g-import-not-at-top
       fn = lambda ctx: make_dataset(cfg, ctx, seed=seed)  # noqa: E731
     dataset = self.strategy.distribute_datasets_from_function(fn)
     iterator = iter(dataset)
@@ -200,7 +202,6 @@ class Trainer:
 
   @staticmethod
   def _data_error(error: tf.errors.OpError):
-    from sagan_tf.data import translate_data_error  # pylint: disable=g-import-not-at-top
     translated = translate_data_error(error)
     if translated is None:
       return error
@@ -219,24 +220,24 @@ class Trainer:
     if not self.chief:
       # Every worker must take part in a save (ON_READ variables are
       # reduced across workers); only the chief's copy is kept.
-      directory = os.path.join(checkpoints.worker_scratch_dir(self.model_dir, self.task_id),
+      directory = os.path.join(run_dir.worker_scratch_dir(self.model_dir, self.task_id),
                                "checkpoints")
-    return checkpoints.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints,
-                                    directory=directory)
+    return run_dir.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints,
+                                directory=directory)
 
   # ------------------------------------------------------------------ run
   def run(self) -> int:
     cfg = self.cfg
     had_config = self._check_stored_config()
-    latest = checkpoints.latest_checkpoint(self.model_dir)
-    start_hint = checkpoints.checkpoint_step(latest) if latest else 0
+    latest = run_dir.latest_checkpoint(self.model_dir)
+    start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
 
     models, step_var = self._build()
     self.models, self.step_var = models, step_var
-    checkpoint = checkpoints.make_checkpoint(models, step_var)
+    checkpoint = run_dir.make_checkpoint(models, step_var)
     if latest:
-      start = checkpoints.restore_for_training(checkpoint, latest, models)
+      start = run_dir.restore_for_training(checkpoint, latest, models)
       logging.info("Resuming from %s at step %d of %d.", latest, start, cfg.train_steps)
     else:
       start = 0
@@ -246,7 +247,7 @@ class Trainer:
       logging.info("Starting a new run in %s (%d steps).", self.model_dir, cfg.train_steps)
     self.manager = self._make_manager(checkpoint)
     if self.chief:
-      checkpoints.write_run_config(cfg, self.model_dir)
+      run_dir.write_run_config(cfg, self.model_dir)
     self._log_model_sizes()
 
     if start >= cfg.train_steps:
@@ -328,7 +329,7 @@ class Trainer:
             preemption.save_checkpoint_if_preempted(checkpoint_number=step)
           except _Preempted:
             if not self.chief:
-              tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
+              tf.io.gfile.rmtree(run_dir.worker_scratch_dir(self.model_dir, self.task_id))
             logging.warning("Preempted at step %d: checkpoint written; re-run the same "
                             "command to resume.", step)
             return PREEMPTED_EXIT
@@ -375,7 +376,7 @@ class Trainer:
     path = self.manager.save(checkpoint_number=step)
     self.last_saved = step
     if not self.chief:
-      tf.io.gfile.rmtree(checkpoints.worker_scratch_dir(self.model_dir, self.task_id))
+      tf.io.gfile.rmtree(run_dir.worker_scratch_dir(self.model_dir, self.task_id))
       return None
     self.writer.flush()
     logging.info("Saved checkpoint %s.", path)
@@ -384,7 +385,7 @@ class Trainer:
   def _stop_non_finite(self, before: int, step: int, metrics: Dict[str, float]):
     where = f"step {step}" if step - before == 1 else f"steps {before + 1}..{step}"
     losses = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("d_loss", "g_loss") if k in metrics)
-    good = checkpoints.latest_checkpoint(self.model_dir)
+    good = run_dir.latest_checkpoint(self.model_dir)
     kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
     raise NonFiniteLossError(
         f"Non-finite loss at {where} ({losses}): training stopped without saving that "
@@ -426,7 +427,7 @@ class Trainer:
     images = self.sample_fn().numpy()  # every worker (same steps), chief writes
     if not self.chief:
       return
-    path = save_image_grid(images, checkpoints.sample_path(self.model_dir, step),
+    path = save_image_grid(images, run_dir.sample_path(self.model_dir, step),
                            ncols=SAMPLE_COLUMNS, scale=2)
     with self.writer.as_default(step=step):
       tf.summary.image("samples", image_grid(images, SAMPLE_COLUMNS)[None], step=step)
@@ -462,14 +463,13 @@ class Trainer:
     statistics) for reuse. Only the chief evaluates."""
     if not self.chief:
       return None
-    from sagan_tf.eval import report, run as eval_run  # pylint: disable=g-import-not-at-top
     cfg = self.cfg
     try:
       evaluator = evaluator or eval_run.Evaluator(cfg)
     except UserError as e:
       raise UserError(f"{e} (Or train without evaluating: --noself_eval.)") from None
-    generator, step = checkpoints.restore_generator(cfg, self.manager.latest_checkpoint,
-                                                    use_ema=cfg.use_ema)
+    generator, step = run_dir.restore_generator(cfg, self.manager.latest_checkpoint,
+                                                use_ema=cfg.use_ema)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
     if not first:
       print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
