@@ -175,3 +175,8 @@ def test_differences_compare_what_the_models_build():
 def test_config_round_trips_through_dict():
   c = Config.preset("demo")
   assert config_lib.from_dict(config_lib.to_dict(c)) == c
+
+
+def test_main_runs_the_modes_merge_knows():
+  from sagan_tf import main  # pylint: disable=g-import-not-at-top
+  assert tuple(main.MODES) == config_lib.MODES
