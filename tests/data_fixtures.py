@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from sagan_tf.config import Config
+from tfrecords_tools import convert_common
 
 
 def tiny_config(**overrides) -> Config:
@@ -117,3 +119,28 @@ def raw_example(image_raw: bytes, label: int, h: int, w: int, d: int = 3) -> byt
       "image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_raw])),
       "label": i64(label), "height": i64(h), "width": i64(w), "depth": i64(d),
   })).SerializeToString()
+
+
+def make_two_class_pngs(root: str, per_class: int = 4, size: int = 24, seed: int = 0
+                        ) -> List[Tuple[str, int]]:
+  """root/c0, root/c1 with `per_class` random PNGs each; returns (path, label) pairs."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for c in range(2):
+    for i in range(per_class):
+      out.append((save(random_image(rng, size, size), f"{root}/c{c}/{i}.png", "PNG"), c))
+  return out
+
+
+class SlowFileItems(convert_common.FileItems):
+  """convert_common.FileItems that takes `delay` seconds per image (same records).
+
+  Defined here, not in a test, so that spawned converter workers can unpickle it.
+  """
+
+  delay = 1.0
+
+  def iter_images(self, image_size):
+    for item in super().iter_images(image_size):
+      time.sleep(self.delay)
+      yield item

@@ -166,14 +166,72 @@ def test_wrong_length_image_raw_stops_naming_file_and_record(tmp_path):
   assert f"record 2 of {path} has 100 bytes of image_raw" in message
 
 
-def test_truncated_file_error_points_to_the_inspector(tmp_path):
-  path = fx.write_records(f"{tmp_path}/train-0.tfrecords",
-                          [fx.id_image(i, 32) for i in range(5)], [0] * 5)
-  data = open(path, "rb").read()
-  with open(path, "wb") as f:
-    f.write(data[:-1000])
-  message = _first_error(fx.tiny_config(dataset=f"tfrecords:{path}"))
-  assert "truncated or corrupt" in message and "inspect_tfrecords" in message
+def _three_shards(tmp_path, per_shard=5):
+  """a/b/c-0.tfrecords of identical layout (records start at the same offsets)."""
+  return [fx.write_records(f"{tmp_path}/{name}-0.tfrecords",
+                           [fx.id_image(i, 32) for i in range(per_shard)], [0] * per_shard)
+          for name in "abc"]
+
+
+def test_a_truncated_shard_is_named_with_its_record(tmp_path):
+  _, _, bad = _three_shards(tmp_path)
+  data = open(bad, "rb").read()
+  with open(bad, "wb") as f:
+    f.write(data[:-1000])  # the last of 5 records loses its end
+  message = _first_error(fx.tiny_config(dataset=f"tfrecords:{tmp_path}/*.tfrecords"))
+  assert message.startswith(f"Record 4 of {bad} cannot be read (truncated record")
+  assert "Delete it and run the converter again" in message
+
+
+def test_a_corrupt_shard_is_named_with_its_record(tmp_path):
+  _, bad, _ = _three_shards(tmp_path)
+  data = bytearray(open(bad, "rb").read())
+  record = len(data) // 5
+  data[2 * record + 500] ^= 0xFF  # a pixel of record 2: its data checksum fails
+  open(bad, "wb").write(bytes(data))
+  message = _first_error(fx.tiny_config(dataset=f"tfrecords:{tmp_path}"))
+  assert message.startswith(f"Record 2 of {bad} cannot be read (corrupted record")
+  # The healthy files have records at the same offsets and are not blamed.
+  for healthy in (f"{tmp_path}/a-0.tfrecords", f"{tmp_path}/c-0.tfrecords"):
+    assert tfrecords_source.damaged_record_index(healthy, 2 * record + 12) is None
+  assert tfrecords_source.damaged_record_index(bad, 2 * record + 12) == 2
+
+
+def test_a_damaged_file_that_cannot_be_found_still_points_to_the_inspector(monkeypatch):
+  monkeypatch.setattr(tfrecords_source, "_FILES_READ", set())
+  error = tf.errors.DataLossError(None, None, "corrupted record at 77")
+  message = str(tfrecords_source.damaged_file_error(error))
+  assert "corrupted record at 77" in message and "inspect_tfrecords" in message
+
+
+def test_a_folder_is_read_as_its_tfrecords_files(tmp_path):
+  id_shards = str(tmp_path)
+  fx.write_id_shards(id_shards, num_shards=4, per_shard=12)
+  # Beside the shards: labels.txt and a manifest, which are not records.
+  open(f"{id_shards}/labels.txt", "w").write("".join(f"{i}\tc{i}\n" for i in range(10)))
+  open(f"{id_shards}/manifest-train.json", "w").write("{}")
+  by_glob = fx.tiny_config(dataset=f"tfrecords:{id_shards}/train-*.tfrecords")
+  by_folder = fx.tiny_config(dataset=f"tfrecords:{id_shards}/")
+  assert tfrecords_source.list_files(f"{id_shards}/") == tfrecords_source.list_files(
+      f"{id_shards}/train-*.tfrecords")
+  ids = [sorted(fx.image_id(img) for x, _ in pipeline.make_dataset(cfg, training=False)
+                for img in x.numpy()) for cfg in (by_glob, by_folder)]
+  assert ids[0] == ids[1] == list(range(48))
+  batch = next(iter(pipeline.make_dataset(by_folder)))  # training reads it too
+  assert batch[0].shape == (8, 32, 32, 3)
+  assert pipeline.dataset_num_classes(by_folder) == 10
+  from tfrecords_tools import inspect_tfrecords
+  assert inspect_tfrecords.resolve_input(id_shards)[0] == tfrecords_source.list_files(
+      id_shards)
+
+
+def test_a_folder_with_shards_of_several_splits_says_so(tmp_path, caplog):
+  fx.write_records(f"{tmp_path}/train-00000-of-00001.tfrecords", [fx.id_image(0, 32)], [0])
+  fx.write_records(f"{tmp_path}/test-00000-of-00001.tfrecords", [fx.id_image(1, 32)], [0])
+  with caplog.at_level("WARNING"):
+    files = tfrecords_source.list_files(str(tmp_path))
+  assert len(files) == 2
+  assert "2 kinds (test, train)" in caplog.text
 
 
 def test_records_that_are_not_square_rgb_are_refused(tmp_path):

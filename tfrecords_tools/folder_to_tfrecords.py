@@ -1,12 +1,18 @@
 r"""Class-per-folder images -> records in the original SAGAN format.
 
   python -m tfrecords_tools.folder_to_tfrecords --input_dir=DIR --output_dir=OUT \
-      [--image_size=128 --num_shards=0 --num_workers=N --seed=0 --strict]
+      [--image_size=128 --num_shards=0 --num_workers=N --seed=0 --strict --overwrite]
 
 DIR/<class>/... : labels are the indices of the sorted class-folder names
 (written to OUT/labels.txt). A folder without subfolders is one class
 (label 0). Any format PIL reads; files that are not readable images are
-skipped and listed (or stop the run with --strict).
+skipped and listed (or stop the run with --strict), as are symlinked
+folders below the class folders (not followed) and entries that are not
+regular files. --image_size must be a size the model trains.
+
+A re-run into OUT with the same flags and inputs finishes an interrupted
+conversion; OUT/manifest-PREFIX.json records them. Shards made otherwise
+are refused, or with --overwrite deleted and made again.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def define_conversion_flags(default_shards: int = 0) -> None:
                     "they are at least twice --image_size (faster; off = full decode "
                     "then resize).")
   flags.DEFINE_string("prefix", "train", "Shard name prefix: PREFIX-00000-of-NNNNN.tfrecords.")
+  flags.DEFINE_bool("overwrite", False, "Delete PREFIX-* shards in --output_dir that "
+                    "were made with other flags or inputs, instead of refusing.")
 
 
 def run_cli(fn) -> int:
@@ -50,12 +58,15 @@ def run_cli(fn) -> int:
 
 def convert_folder(input_dir: str, output_dir: str, **kwargs) -> convert_common.ConvertReport:
   """Lists DIR's class folders and converts them (kwargs: see convert_common.convert)."""
-  files, class_names, warnings = convert_common.list_class_folders(input_dir)
-  for w in warnings:
+  convert_common.check_image_size(kwargs.get("image_size", 128))  # before a long listing
+  listing = convert_common.list_class_folders(input_dir)
+  for w in listing.warnings:
     logging.warning("%s", w)
-  logging.info("%d files in %d class(es) under %s.", len(files), len(class_names),
-               input_dir)
-  return convert_common.convert(files, output_dir, class_names=class_names, **kwargs)
+  logging.info("%d files in %d class(es) under %s.", len(listing.files_and_labels),
+               len(listing.class_names), input_dir)
+  return convert_common.convert(listing.files_and_labels, output_dir,
+                                class_names=listing.class_names,
+                                skipped_inputs=listing.skipped, **kwargs)
 
 
 def main(argv):
@@ -66,7 +77,7 @@ def main(argv):
         FLAGS.input_dir, FLAGS.output_dir, image_size=FLAGS.image_size,
         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
         strict=FLAGS.strict, seed=FLAGS.seed, prefix=FLAGS.prefix,
-        jpeg_draft=FLAGS.jpeg_draft)
+        jpeg_draft=FLAGS.jpeg_draft, overwrite=FLAGS.overwrite)
     print(report.summary())
     return 0
 

@@ -25,32 +25,37 @@ SYNSET = re.compile(r"^n\d{8}$")
 ILSVRC_CLASSES = 1000
 
 
-def list_imagenet(input_dir: str):
-  """(files_and_labels, synsets) of an ILSVRC2012 train folder.
+def list_imagenet(input_dir: str) -> convert_common.Listing:
+  """The listing of an ILSVRC2012 train folder (class names = synsets).
 
   Raises:
     UserError: a subfolder is not a synset id, or there are no synset folders.
   """
-  files, class_names, warnings = convert_common.list_class_folders(input_dir)
+  listing = convert_common.list_class_folders(input_dir)
+  class_names = listing.class_names
   odd = [c for c in class_names if not SYNSET.match(c)]
   if odd:
     raise UserError(f"{input_dir} does not look like the ILSVRC2012 train layout "
                     f"(synset folders such as n01440764; found {odd[0]!r}); use "
                     "folder_to_tfrecords for other class-per-folder trees.")
-  for w in warnings:
+  for w in listing.warnings:
     logging.warning("%s", w)
   if len(class_names) != ILSVRC_CLASSES:
     logging.warning("%d synset folders in %s (ILSVRC2012 has %d): labels are the "
                     "indices among these folders only.", len(class_names), input_dir,
                     ILSVRC_CLASSES)
-  return files, class_names
+  return listing
 
 
 def convert_imagenet(input_dir: str, output_dir: str, **kwargs):
   """Converts an ILSVRC2012 train folder (kwargs: see convert_common.convert)."""
-  files, synsets = list_imagenet(input_dir)
-  logging.info("%d images in %d synsets.", len(files), len(synsets))
-  return convert_common.convert(files, output_dir, class_names=synsets, **kwargs)
+  convert_common.check_image_size(kwargs.get("image_size", 128))  # before a long listing
+  listing = list_imagenet(input_dir)
+  logging.info("%d images in %d synsets.", len(listing.files_and_labels),
+               len(listing.class_names))
+  return convert_common.convert(listing.files_and_labels, output_dir,
+                                class_names=listing.class_names,
+                                skipped_inputs=listing.skipped, **kwargs)
 
 
 def main(argv):
@@ -61,7 +66,7 @@ def main(argv):
         FLAGS.input_dir, FLAGS.output_dir, image_size=FLAGS.image_size,
         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
         strict=FLAGS.strict, seed=FLAGS.seed, prefix=FLAGS.prefix,
-        jpeg_draft=FLAGS.jpeg_draft)
+        jpeg_draft=FLAGS.jpeg_draft, overwrite=FLAGS.overwrite)
     print(report.summary())
     return 0
 

@@ -76,23 +76,17 @@ class InspectReport:
 def resolve_input(spec: str) -> Tuple[List[str], List[str]]:
   """(record files, leftover .tmp files) for a file, glob or folder.
 
+  The same rule as --dataset=tfrecords:SPEC (tfrecords_source.find_record_files).
+
   Raises:
     UserError: nothing found.
   """
-  import tensorflow as tf
-  if tf.io.gfile.isdir(spec):
-    names = tf.io.gfile.listdir(spec)
-    paths = [f"{spec.rstrip('/')}/{n}" for n in names]
-    files = [p for p in paths if p.endswith((".tfrecords", ".tfrecord"))]
-    leftovers = [p for p in paths if p.endswith((".tfrecords.tmp", ".tfrecord.tmp"))]
-  else:
-    matched = tf.io.gfile.glob(spec)
-    files = [p for p in matched if not p.endswith(".tmp") and not tf.io.gfile.isdir(p)]
-    leftovers = [p for p in matched if p.endswith(".tmp")]
+  from sagan_tf.data import tfrecords_source
+  files, leftovers = tfrecords_source.find_record_files(spec)
   if not files:
     raise UserError(f"--input={spec} matches no record files (a file, a glob such "
                     "as data/train-*.tfrecords, or a folder of *.tfrecords).")
-  return sorted(files), sorted(leftovers)
+  return files, leftovers
 
 
 def inspect(files: List[str], *, num_classes: Optional[int] = None,

@@ -5,8 +5,9 @@ r"""A prepared TFDS image-classification dataset -> records in the original form
 
 Reads only what is already prepared in --tfds_data_dir (never downloads).
 Each shard is one even part of the split (tfds.even_splits), so shards are
-written in parallel and a re-run resumes. Same preprocessing as the other
-converters; labels.txt lists the ClassLabel names.
+written in parallel and a re-run with the same flags resumes (see
+folder_to_tfrecords for the manifest and --overwrite). Same preprocessing as
+the other converters; labels.txt lists the ClassLabel names.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ FLAGS = flags.FLAGS
 
 def convert_tfds(dataset: str, data_dir: str, output_dir: str, *, image_size: int = 128,
                  num_shards: int = 0, num_workers: int = 1, strict: bool = False,
-                 prefix: str = "", jpeg_draft: bool = True, log_every_secs: float = 10.0
-                 ) -> convert_common.ConvertReport:
+                 prefix: str = "", jpeg_draft: bool = True, overwrite: bool = False,
+                 log_every_secs: float = 10.0) -> convert_common.ConvertReport:
   """Converts NAME[:SPLIT] (default split 'train').
 
   Args:
     prefix: shard name prefix (default: the split name, e.g. 'train').
   """
+  convert_common.check_image_size(image_size)
   name, split = tfds_source.parse_name(dataset)
   split = split or tfds_source.DEFAULT_SPLIT
   b = tfds_source.builder(name, data_dir)
@@ -48,12 +50,19 @@ def convert_tfds(dataset: str, data_dir: str, output_dir: str, *, image_size: in
                                label_key, num_examples=total // num_shards,
                                jpeg_draft=jpeg_draft))
           for k in range(num_shards)]
-  convert_common.write_labels(output_dir, b.info.features[label_key].names)
+  class_names = list(b.info.features[label_key].names)
+  settings = {
+      "image_size": image_size, "num_shards": num_shards, "prefix": prefix,
+      "jpeg_draft": jpeg_draft, "class_names": class_names,
+      "inputs": {"kind": "tfds", "name": name, "split": split,
+                 "version": str(b.info.version), "num_examples": total},
+  }
   logging.info("Converting %s split %s (%s examples) into %d shard(s).", name, split,
                total or "?", num_shards)
-  return convert_common.run_jobs(jobs, output_dir, image_size=image_size,
-                                 num_workers=num_workers, strict=strict,
-                                 total_images=total, log_every_secs=log_every_secs)
+  return convert_common.convert_jobs(
+      jobs, output_dir, settings=settings, class_names=class_names,
+      image_size=image_size, num_workers=num_workers, strict=strict,
+      overwrite=overwrite, total_images=total, log_every_secs=log_every_secs)
 
 
 def main(argv):
@@ -64,7 +73,7 @@ def main(argv):
         FLAGS.dataset, FLAGS.tfds_data_dir, FLAGS.output_dir,
         image_size=FLAGS.image_size, num_shards=FLAGS.num_shards,
         num_workers=FLAGS.num_workers, strict=FLAGS.strict,
-        prefix=FLAGS.prefix, jpeg_draft=FLAGS.jpeg_draft)
+        prefix=FLAGS.prefix, jpeg_draft=FLAGS.jpeg_draft, overwrite=FLAGS.overwrite)
     print(report.summary())
     return 0
 

@@ -1,7 +1,8 @@
 """The one data interface: images and labels in batches, from any source.
 
 `--dataset` chooses the source:
-  tfrecords:GLOB     records in the original SAGAN format (SPEC.md, "Data")
+  tfrecords:GLOB     records in the original SAGAN format (SPEC.md, "Data");
+                     a folder instead of the glob means its *.tfrecords
   tfds:NAME[:SPLIT]  a prepared TFDS image-classification dataset (no download)
   shapes             the embedded procedural dataset (sagan_tf/data/shapes.py)
 
@@ -33,7 +34,7 @@ SCHEMES = ("tfrecords:GLOB", "tfds:NAME[:SPLIT]", "shapes")
 class DatasetSpec:
   """A parsed --dataset value: kind in {tfrecords, tfds, shapes} and its argument."""
   kind: str
-  arg: str = ""  # glob for tfrecords, NAME for tfds
+  arg: str = ""  # glob or folder for tfrecords, NAME for tfds
   split: Optional[str] = None  # tfds only: the split named in the spec
 
 
@@ -102,8 +103,8 @@ def make_dataset(cfg,
     input_context: from distribute_datasets_from_function; sets the
       per-replica batch (global / replicas) and this pipeline's shard
       (files for tfrecords, `Dataset.shard` for tfds and shapes).
-    split: "train", or an evaluation split: a TFDS split for tfds, a glob of
-      record files for tfrecords, "test" / "heldout" for shapes.
+    split: "train", or an evaluation split: a TFDS split for tfds, a glob or
+      folder of record files for tfrecords, "test" / "heldout" for shapes.
     training: True -> infinite, shuffled, batch cfg.batch_size (per replica),
       drop_remainder=True (static batch). False -> one ordered pass,
       batch cfg.eval_batch_size, the last batch may be smaller.
@@ -213,8 +214,5 @@ def translate_data_error(error: BaseException) -> Optional[UserError]:
     first_line = message.split(tfrecords_source.BAD_RECORD, 1)[1].split("\n", 1)[0]
     return UserError(("Bad record:" + first_line).rstrip("] ").strip())
   if isinstance(error, tf.errors.DataLossError):
-    return UserError("A record file of the dataset is truncated or corrupt "
-                     f"({message.strip().splitlines()[-1][:200]}); find it with "
-                     "./run.sh convert inspect_tfrecords --input=GLOB and "
-                     "convert that shard again.")
+    return tfrecords_source.damaged_file_error(error)
   return None

@@ -1,4 +1,7 @@
-"""`--dataset=tfrecords:GLOB`: records in the original SAGAN format.
+"""`--dataset=tfrecords:GLOB` or `tfrecords:FOLDER`: records in the original format.
+
+A folder means its *.tfrecords files (find_record_files: the same rule as
+inspect_tfrecords --input and the converters' --output_dir).
 
 The pipeline keeps work per record minimal and does the decoding per batch:
 
@@ -14,7 +17,12 @@ Every path goes through tf.io.gfile / tf.data, so gs:// works.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import os
+import re
+import struct
+import tempfile
+import time
+from typing import Iterable, List, Optional, Set, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -36,29 +44,174 @@ _READ_BUFFER = 4 << 20
 # serialised proto, the file name and the index.
 _RECORD_OVERHEAD = 256
 
+# Every record file a dataset of this process reads: where a truncated or
+# corrupt record is looked for (TensorFlow's error names only a byte offset).
+_FILES_READ: Set[str] = set()
+_DAMAGE = re.compile(r"(truncated|corrupted) record at (\d+)")
+_HEADER = 12  # uint64 length + uint32 masked CRC of the length
+_FOOTER = 4  # uint32 masked CRC of the data
+# Looking for the damaged file stops after this long (then the message says
+# how to find it).
+_LOCATE_SECONDS = 120.0
+RECORD_SUFFIXES = (".tfrecords", ".tfrecord")
+_SHARD_NAME = re.compile(r"^(.+)-\d{5}-of-\d{5}\.tfrecords?$")
+
+
+def _as_folder(spec: str) -> Optional[str]:
+  """`spec` without a trailing slash when it names a folder (no wildcards), else None."""
+  spec = spec.rstrip("/") or "/"
+  if any(c in spec for c in "*?[") or not tf.io.gfile.isdir(spec):
+    return None
+  return spec
+
+
+def find_record_files(spec: str) -> Tuple[List[str], List[str]]:
+  """(record files, unfinished `.tmp` files), both sorted, for a file, glob or folder.
+
+  This is what a dataset path means everywhere (--dataset=tfrecords:SPEC,
+  inspect_tfrecords --input, the converters' --output_dir): a folder means
+  its *.tfrecords (and *.tfrecord) files; anything else is a glob (a plain
+  file name is a glob matching itself). `.tmp` files are converter outputs
+  still being written (or left by a killed run) and are never read.
+  """
+  folder = _as_folder(spec)
+  if folder:
+    paths = [f"{folder}/{n.rstrip('/')}" for n in tf.io.gfile.listdir(folder)]
+    files = [p for p in paths if p.endswith(RECORD_SUFFIXES)]
+    partial = [p for p in paths if p.endswith(".tmp") and ".tfrecord" in p]
+  else:
+    # (No isdir() per match: on GCS that is one request per file.)
+    paths = tf.io.gfile.glob(spec)
+    files = [p for p in paths if not p.endswith(".tmp")]
+    partial = [p for p in paths if p.endswith(".tmp")]
+  return sorted(files), sorted(partial)
+
 
 def list_files(pattern: str) -> List[str]:
-  """Sorted files matching a glob (local or gs://), leftover `.tmp` files excluded.
+  """Sorted record files of a glob or folder (local or gs://), `.tmp` files excluded.
 
   Raises:
     UserError: nothing matches.
   """
   try:
-    files = sorted(tf.io.gfile.glob(pattern))
+    files, partial = find_record_files(pattern)
   except tf.errors.OpError as e:
     raise UserError(f"Cannot list --dataset=tfrecords:{pattern} ({e.message}); "
                     "check the path and your access to it.") from None
-  partial = [f for f in files if f.endswith(".tmp")]
   if partial:
     logging.warning("Ignoring %d unfinished converter output file(s) such as %s; "
                     "re-run the converter to finish them.", len(partial), partial[0])
-  # (No isdir() per match: on GCS that is one request per file.)
-  files = [f for f in files if not f.endswith(".tmp")]
   if not files:
     raise UserError(
-        f"--dataset=tfrecords:{pattern} matches no files; check the glob, or make "
-        "records with ./run.sh convert folder_to_tfrecords (or imagenet_to_tfrecords).")
+        f"--dataset=tfrecords:{pattern} matches no files of records (a glob such "
+        "as data/train-*.tfrecords, or a folder of *.tfrecords); check the path, or "
+        "make records with ./run.sh convert folder_to_tfrecords (or "
+        "imagenet_to_tfrecords).")
+  prefixes = sorted({m.group(1) for m in (_SHARD_NAME.match(f.rsplit("/", 1)[-1])
+                                          for f in files) if m})
+  if len(prefixes) > 1:
+    logging.warning("--dataset=tfrecords:%s holds shards of %d kinds (%s): all of "
+                    "them are read. To read one, name it, e.g. "
+                    "--dataset=tfrecords:%s/%s-*.tfrecords.", pattern, len(prefixes),
+                    ", ".join(prefixes), pattern.rstrip("/"), prefixes[-1])
+  _FILES_READ.update(files)
   return files
+
+
+def _readable(blob: bytes) -> bool:
+  """Whether TensorFlow reads `blob` (one record's bytes) without an error."""
+  with tempfile.TemporaryDirectory(prefix="sagan_record_check_") as d:
+    path = os.path.join(d, "record.tfrecords")
+    with open(path, "wb") as f:
+      f.write(blob)
+    try:
+      for _ in tf.data.TFRecordDataset(path):
+        pass
+    except tf.errors.OpError:
+      return False
+  return True
+
+
+def damaged_record_index(path: str, offset: int) -> Optional[int]:
+  """Index of the record of `path` that cannot be read at byte `offset`, or None.
+
+  TensorFlow's DataLossError names the byte offset of the read that failed:
+  a record's start (its header) or the start of its data, 12 bytes later.
+  This walks the record headers up to there (one 12-byte read per record,
+  no data read) and checks that one record with TensorFlow's own reader, so
+  a healthy file whose records happen to start at the same offset is not
+  blamed.
+  """
+  with tf.io.gfile.GFile(path, "rb") as f:
+    size = f.size()
+    if size < offset:
+      return None
+    start, index = 0, 0
+    while start < offset - _HEADER:
+      f.seek(start)
+      header = f.read(_HEADER)
+      if len(header) < _HEADER:
+        return None
+      start += _HEADER + struct.unpack("<Q", header[:8])[0] + _FOOTER
+      index += 1
+    if start not in (offset, offset - _HEADER) or start >= size:
+      return None
+    f.seek(start)
+    header = f.read(_HEADER)
+    if len(header) < _HEADER:
+      return index  # the file ends inside this record's header
+    length = struct.unpack("<Q", header[:8])[0]
+    if start + _HEADER + length + _FOOTER > size:
+      return index  # the file ends inside this record
+    blob = header + f.read(length + _FOOTER)
+  return None if _readable(blob) else index
+
+
+def locate_damaged_file(message: str, files: Optional[Iterable[str]] = None,
+                        max_seconds: float = _LOCATE_SECONDS
+                        ) -> Optional[Tuple[str, int, str]]:
+  """(file, record index, what) of the damage a DataLossError message describes.
+
+  Args:
+    message: the error's message ("truncated record at 12716 ...",
+      "corrupted record at 3191 ...").
+    files: where to look (default: every file the datasets of this process read).
+    max_seconds: give up after this long (None is returned).
+  Returns:
+    None when the message names no offset or no file shows the damage.
+  """
+  m = _DAMAGE.search(message or "")
+  if not m:
+    return None
+  kind, offset = m.group(1), int(m.group(2))
+  deadline = time.monotonic() + max_seconds
+  for path in sorted(_FILES_READ if files is None else files):
+    if time.monotonic() > deadline:
+      return None
+    try:
+      index = damaged_record_index(path, offset)
+    except tf.errors.OpError:
+      continue  # (vanished or unreadable: not the one TensorFlow was reading)
+    if index is not None:
+      return path, index, f"{kind} record at byte {offset}"
+  return None
+
+
+def damaged_file_error(error: tf.errors.DataLossError) -> UserError:
+  """The UserError for a truncated or corrupt record file met while reading."""
+  message = error.message or ""
+  found = locate_damaged_file(message)
+  if found:
+    path, index, what = found
+    return UserError(
+        f"Record {index} of {path} cannot be read ({what}): the file is truncated "
+        "or corrupt. Delete it and run the converter again with the same flags "
+        "(it rewrites only the missing shards), or check every file with "
+        "./run.sh convert inspect_tfrecords --input=FOLDER.")
+  detail = message.strip().splitlines()[-1].split("}}")[-1].strip()[:200]
+  return UserError("A record file of the dataset is truncated or corrupt "
+                   f"({detail}); find it with ./run.sh convert inspect_tfrecords "
+                   "--input=FOLDER and convert that shard again.")
 
 
 def image_size_of(files: List[str]) -> int:
@@ -227,17 +380,28 @@ def make_tfrecords_dataset(
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def records_folder(spec: str) -> Optional[str]:
+  """The folder a glob or folder of records lives in (None when it has wildcards)."""
+  folder = _as_folder(spec)
+  if folder:
+    return folder
+  directory = spec.rsplit("/", 1)[0] if "/" in spec else "."
+  return None if any(c in directory for c in "*?[") else directory
+
+
 def labels_file_num_classes(pattern: str) -> Tuple[Optional[int], Optional[str]]:
   """Classes listed in the converters' labels.txt beside the records, if any.
 
+  Args:
+    pattern: a glob or folder of records (see find_record_files).
   Returns:
     (number of non-empty lines, path) or (None, None) when there is no file.
   """
-  directory = pattern.rsplit("/", 1)[0] if "/" in pattern else "."
-  if any(c in directory for c in "*?["):
-    return None, None
-  path = directory + "/labels.txt"
   try:
+    directory = records_folder(pattern)
+    if directory is None:
+      return None, None
+    path = directory + "/labels.txt"
     if not tf.io.gfile.exists(path):
       return None, None
     with tf.io.gfile.GFile(path) as f:
