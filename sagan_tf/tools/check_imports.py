@@ -29,7 +29,7 @@ PACKAGES = ("sagan_tf", "tfrecords_tools")
 
 # Lowest first. A unit imports only its own modules and units of lower layers.
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("sagan_tf", "sagan_tf.errors"),
+    ("sagan_tf", "sagan_tf.errors", "sagan_tf.atomic_write"),
     ("sagan_tf.config", "sagan_tf.image_grid"),                 # no TensorFlow
     ("sagan_tf.losses", "sagan_tf.layers", "sagan_tf.data",
      "sagan_tf.compat"),
@@ -140,8 +140,10 @@ def external_lazy_imports(path: str) -> List[Tuple[int, str]]:
 
 def unit_of(module: str) -> str:
   units = [u for layer in LAYERS for u in layer]
-  best = max((u for u in units if module == u or module.startswith(u + ".")), key=len,
-             default=None)
+  # The root package stands for its own __init__ only: a new top-level module
+  # must be placed in LAYERS.
+  best = max((u for u in units if module == u or
+              (u not in PACKAGES[:1] and module.startswith(u + "."))), key=len, default=None)
   if best is None:
     raise ValueError(f"{module} is in no unit of LAYERS; add it there")
   return best
