@@ -49,3 +49,6 @@ def test_the_checker_reports_cycles_layer_violations_and_hidden_imports(tmp_path
   # The allowed direction alone is clean.
   os.remove(os.path.join(root, "sagan_tf/eval/run.py"))
   assert check_imports.check(root)[0] == []
+  # A new top-level module must be given its place in the layers.
+  _tree(tmp_path, {"sagan_tf/stray.py": ""})
+  assert check_imports.check(root)[0] == ["sagan_tf.stray is in no unit of LAYERS; add it there"]

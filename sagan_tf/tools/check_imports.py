@@ -199,6 +199,11 @@ def check(root: str = ROOT) -> Tuple[List[str], List[Import], Dict[str, List[Tup
   all_imports: List[Import] = []
   for module in modules:
     all_imports += imports_of(module, files[module], modules)
+  for module in modules:
+    try:
+      unit_of(module)
+    except ValueError as e:
+      problems.append(str(e))
   edges: Dict[str, Set[str]] = {m: set() for m in modules}
   for imp in all_imports:
     edges[imp.importer].add(imp.imported)
@@ -216,9 +221,8 @@ def check(root: str = ROOT) -> Tuple[List[str], List[Import], Dict[str, List[Tup
   for imp in direct:
     try:
       a, b = unit_of(imp.importer), unit_of(imp.imported)
-    except ValueError as e:
-      problems.append(str(e))
-      continue
+    except ValueError:
+      continue  # reported above
     if a != b and b != "sagan_tf" and layer_of(b) >= layer_of(a):
       problems.append(f"{imp.importer}:{imp.line} imports {imp.imported}: {b} is not in a "
                       f"layer below {a} (LAYERS)")
