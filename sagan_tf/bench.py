@@ -3,7 +3,7 @@
   ./run.sh bench                          imagenet128 architecture, batch 8 per replica,
                                           float32 and float32+xla (the issue-7 configuration)
   ./run.sh bench --bench_variants=all     ... every variant (many minutes on a CPU)
-  ./run.sh bench --preset=demo            the embedded demo at its own batch (32), all variants
+  ./run.sh bench --preset=demo            the embedded demo at its own batch (16), all variants
   ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
   ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
   ./run.sh bench --what=input             input pipeline images/s
@@ -28,22 +28,21 @@ call of the compiled function). `--bench_variants=all` = float32, bfloat16,
 float32+xla, bfloat16+xla, float32+spl10. A `+splN` repeat runs
 ceil(bench_iters / N) calls, so at least N iterations.
 
-Defaults (each only when its flag is not given):
+Defaults (each only when its flag is not given; config.MODE_PRESETS and
+config.CONTEXT_DEFAULTS, applied by config.merge):
   * `--preset`: imagenet128 (the architecture the speed targets are about);
   * imagenet presets: per-replica batch 8 (their 256 is a TPU-pod batch),
     variants float32,float32+xla and 1 iteration per repeat, which keeps
     `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
-These need to know which flags the user set: `cfg.command_line` (filled by
-config.from_flags; a library caller passes a Config without it, which is
-used as given).
 
 The machine is usually shared: the table also gives the process CPU time
 per iteration (steadier than wall time under load), the load average and a
 same-process float32 matmul rate, so that runs under different load can be
-put side by side, and the process's peak resident memory. notes_speed.md
-has the profile of the iteration and what was changed because of it.
+put side by side, and the process's peak resident memory. BUILD_NOTES.md,
+section Speed, has the profile of the iteration and what was changed
+because of it.
 """
 
 from __future__ import annotations
@@ -54,25 +53,29 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
 from absl import logging
+import keras
+import tensorflow as tf
 
 from sagan_tf import config as config_lib
+from sagan_tf import data
+from sagan_tf.data import bench_input
 from sagan_tf.errors import UserError
+from sagan_tf.eval import classifiers
+from sagan_tf.eval import run as eval_run
+from sagan_tf.models.generator import build_generator
+from sagan_tf.train import setup
+from sagan_tf.train import step as step_lib
+from sagan_tf.train.strategy import make_strategy
 
-DEFAULT_PRESET = "imagenet128"
-# Per-replica batch bench uses for a preset when --batch_size is not given.
-BENCH_PER_REPLICA_BATCH = {"imagenet128": 8, "imagenet128_feat64": 8}
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
-# The imagenet128 architecture costs ~1.2 TFLOP per iteration at batch 8: on a
-# 2-core CPU every variant takes minutes to compile and time, so by default
-# bench times the two that matter there, one iteration per repeat.
-LARGE_DEFAULT_VARIANTS = "float32,float32+xla"
-LARGE_DEFAULT_ITERS = 1
 
 
 # ------------------------------------------------------------------ variants
@@ -123,7 +126,7 @@ def parse_variants(spec: str, default: Sequence[str] = DEFAULT_TRAIN_VARIANTS) -
 
 # ------------------------------------------------------------------ results
 @dataclasses.dataclass
-class Result:
+class VariantTiming:
   """Timing of one variant. `ratio` = images_per_s / the first variant's."""
   name: str
   preset: str
@@ -148,7 +151,7 @@ class Result:
             "warmup_seconds": self.warmup_seconds}
 
 
-def set_ratios(results: List[Result]) -> None:
+def set_ratios(results: List[VariantTiming]) -> None:
   """ratio of every result = its images/s / the first result's."""
   if results:
     first = results[0].images_per_s
@@ -170,7 +173,6 @@ def load_average() -> str:
 
 def matmul_gflops(n: int = 1024, reps: int = 9) -> float:
   """Median float32 matmul rate of this process now: a yardstick for the load."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   a = tf.random.stateless_normal([n, n], seed=[1, 2])
   fn = tf.function(lambda x: tf.matmul(x, x))
   fn(a).numpy()
@@ -185,7 +187,6 @@ def matmul_gflops(n: int = 1024, reps: int = 9) -> float:
 # ------------------------------------------------------------------ train
 def _real_batch(cfg, per_replica: int, seed: int = 0):
   """A fixed 'real' batch: images uniform in [-1, 1] float32, int32 labels."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   s = cfg.image_size
   images = tf.random.stateless_uniform([per_replica, s, s, 3], seed=[seed, 1],
                                        minval=-1.0, maxval=1.0)
@@ -195,11 +196,8 @@ def _real_batch(cfg, per_replica: int, seed: int = 0):
 
 
 def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int,
-                       warmup_calls: Optional[int] = None) -> Result:
+                       warmup_calls: Optional[int] = None) -> VariantTiming:
   """Builds the GAN for `variant`, warms up, times; frees everything after."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf.train import setup, step as step_lib  # pylint: disable=g-import-not-at-top
 
   vcfg = variant.apply(cfg)
   n = strategy.num_replicas_in_sync
@@ -208,7 +206,7 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
   calls = max(1, math.ceil(iters / spl))
   if warmup_calls is None:
     # One call traces, optimises / compiles and runs once; after it the
-    # iteration time is steady (checked at imagenet128, notes_speed.md).
+    # iteration time is steady (checked at imagenet128; BUILD_NOTES.md, Speed).
     warmup_calls = 1
 
   models = setup.build_gan(vcfg, strategy)
@@ -244,7 +242,7 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
                  per_iter[-1])
   seconds = statistics.median(per_iter)
   global_batch = per_replica * n
-  result = Result(name=variant.name, preset=cfg.preset, batch=per_replica,
+  result = VariantTiming(name=variant.name, preset=cfg.preset, batch=per_replica,
                   global_batch=global_batch, seconds_per_iteration=seconds,
                   images_per_s=global_batch / seconds, repeat_seconds=per_iter,
                   cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
@@ -258,9 +256,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
 
 def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
                         repeats: Optional[int] = None,
-                        iters: Optional[int] = None) -> List[Result]:
+                        iters: Optional[int] = None) -> List[VariantTiming]:
   """Times every variant in this process, in order; ratios against the first."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   strategy = strategy or tf.distribute.get_strategy()
   repeats = cfg.bench_repeats if repeats is None else repeats
   iters = cfg.bench_iters if iters is None else iters
@@ -275,7 +272,7 @@ def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
   return results
 
 
-def format_table(results: Sequence[Result]) -> str:
+def format_table(results: Sequence[VariantTiming]) -> str:
   rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "repeats (s/iter)",
            "warm-up s", "cpu s/iter")]
   for r in results:
@@ -290,34 +287,13 @@ def format_table(results: Sequence[Result]) -> str:
   return "\n".join(lines)
 
 
-def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def write_json(path: str, results: Sequence[VariantTiming], extra: Dict[str, object]) -> None:
   payload = dict(extra, variants=[r.to_json() for r in results])
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(payload, indent=1) + "\n")
-
-
-# ------------------------------------------------------------------ config
-def resolve_config(cfg, explicit: Optional[set], num_replicas: int = 1):
-  """bench's defaults: imagenet128 unless --preset; for the imagenet presets
-  batch 8 per replica, variants float32,float32+xla and 1 iteration per repeat,
-  each unless set on the command line.
-
-  explicit: fields the user set (None = all of them: use cfg as given).
-  """
-  if explicit is None:
-    return cfg
-  if "preset" not in explicit:
-    cfg = config_lib.Config.preset(
-        DEFAULT_PRESET, **{k: getattr(cfg, k) for k in explicit if k != "preset"})
-  if cfg.preset in BENCH_PER_REPLICA_BATCH:
-    large = {"batch_size": BENCH_PER_REPLICA_BATCH[cfg.preset] * num_replicas,
-             "bench_variants": LARGE_DEFAULT_VARIANTS, "bench_iters": LARGE_DEFAULT_ITERS}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in large.items() if k not in explicit})
-  return cfg.validate()
 
 
 # ------------------------------------------------------------------ modes
@@ -347,13 +323,14 @@ def _bench_train(cfg, strategy) -> int:
   return 0
 
 
-def bench(cfg) -> int:
-  """Mode `bench`: --what=train | input | eval (see the module docstring)."""
-  from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
-  explicit = cfg.command_line
-  cfg = resolve_config(cfg, explicit)
-  strategy = make_strategy(cfg)
-  cfg = resolve_config(cfg, explicit, strategy.num_replicas_in_sync)
+def bench(cfg, typed=None) -> int:
+  """Mode `bench`: --what=train | input | eval (see the module docstring).
+
+  typed: the fields the user typed (config.merge; None = cfg's differences
+  from its preset).
+  """
+  strategy = make_strategy(config_lib.merge("bench", cfg, typed))
+  cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync)
   if cfg.what == "train":
     return _bench_train(cfg, strategy)
   if cfg.what == "input":
@@ -362,11 +339,10 @@ def bench(cfg) -> int:
 
 
 def _bench_input(cfg) -> int:
-  from sagan_tf.data import bench_input  # pylint: disable=g-import-not-at-top
   load_before = load_average()
   rate = bench_input.input_images_per_second(cfg)
   rss = peak_rss_mb()
-  source = (cfg.dataset if cfg.dataset.startswith("tfrecords:") else
+  source = (cfg.dataset if data.parse_dataset_spec(cfg.dataset).kind == "tfrecords" else
             f"temporary random {bench_input.BENCH_IMAGE_SIZE}x{bench_input.BENCH_IMAGE_SIZE} "
             f"TFRecords (--dataset={cfg.dataset} is not tfrecords)")
   print(f"bench input: {rate:.1f} images/s ({source}, batch {cfg.batch_size}); "
@@ -381,10 +357,9 @@ def _bench_input(cfg) -> int:
 def _eval_classifier(cfg, tmp_dir: str):
   """(classifier, description): Inception if --inception_path, the shapes
   classifier for the shapes data, else a stand-in with Inception's interface."""
-  from sagan_tf.eval import classifiers, run  # pylint: disable=g-import-not-at-top
-  if cfg.inception_path or (cfg.dataset.split(":", 1)[0] == "shapes" and
+  if cfg.inception_path or (data.parse_dataset_spec(cfg.dataset).kind == "shapes" and
                             cfg.classifier != "inception"):
-    c = run.choose_classifier(cfg)
+    c = eval_run.choose_classifier(cfg)
     return c, c.name
   path = classifiers.build_fake_inception_savedmodel(os.path.join(tmp_dir, "fake_inception"))
   return (classifiers.load_inception(path),
@@ -394,10 +369,6 @@ def _eval_classifier(cfg, tmp_dir: str):
 
 def _bench_eval(cfg) -> int:
   """Generator and classifier samples/s at cfg.eval_batch_size, as eval runs them."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sagan_tf.models.generator import build_generator  # pylint: disable=g-import-not-at-top
   tmp = tempfile.mkdtemp(prefix="sagan_bench_eval_")
   try:
     classifier, what = _eval_classifier(cfg, tmp)

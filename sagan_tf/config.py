@@ -1,4 +1,4 @@
-"""One typed configuration for every mode of sagan-tf.
+"""One typed configuration for every mode of sagan-tf, and the one rule that merges it.
 
 `Config` is a frozen dataclass. Its fields are independent inputs whose
 defaults are the original code's settings (brain-research self-attention-gan,
@@ -6,25 +6,81 @@ defaults are the original code's settings (brain-research self-attention-gan,
 number of blocks, per-replica batch) is a property, so
 `dataclasses.replace(cfg, gf_dim=2, num_classes=5)` is still consistent.
 
+Every field declares its kind (KINDS) next to its help text. `merge` is the
+one function that turns what the user typed into the Config a mode runs with,
+for every mode, by kind:
+
+* train and bench start from the invocation (the mode's preset, then every
+  typed flag). A resumed run is checked against its config.json with
+  `differences` (architecture changes are refused: the checkpoints fix it).
+* eval, export, sample and attention read a trained run: they start from its
+  config.json and take every typed flag on top, except the architecture and
+  the preset (those belong to the checkpoints; a typed one that differs is
+  ignored with a warning); model_dir is always the one given.
+* then context-dependent defaults (CONTEXT_DEFAULTS) fill fields the user did
+  not type, e.g. bench's batch 8 per replica for the imagenet presets.
+
 Presets are named functions returning a Config. Absl flags are generated from
-the fields (`define_flags`), and `from_flags` builds the Config: preset first,
-then every flag the user actually set. No other module reads flags.
+the fields (`define_flags`); `from_flags` builds the invocation: the mode's
+preset, every flag the user set, and the set of typed names (which travels
+beside the Config, never in it). No other module reads flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, FrozenSet, Optional, Tuple
+from typing import AbstractSet, Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Tuple
+
+from absl import flags, logging
 
 from sagan_tf.errors import UserError
 
 
-def _f(default, help_text: str, **kwargs):
-  """A dataclass field that carries its --help text."""
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  """What a group of fields is about, and how `merge` and a resumed run treat it.
+
+  on_stored_run: for a mode that reads a trained run (READS_RUN), where the
+    value comes from: "stored" (config.json; a typed value is ignored),
+    "typed" (config.json unless the user typed it) or "given" (always the
+    invocation's).
+  on_resume: "refused" (training refuses to resume with another value),
+    "setting" (changes how the run trains; allowed today), "free".
+  """
+  name: str
+  on_stored_run: str
+  on_resume: str
+
+
+ARCHITECTURE = Kind("architecture", "stored", "refused")  # G's and D's variables
+ORIGIN = Kind("origin", "stored", "free")                 # the preset a run came from
+LOCATION = Kind("location", "given", "free")              # model_dir: where the run is
+TRAINING = Kind("training", "typed", "setting")           # losses, optimisers, EMA, seed
+DATA = Kind("data", "typed", "setting")                   # where real images come from
+SCHEDULE = Kind("schedule", "typed", "free")              # how long; how often to save/log
+EXECUTION = Kind("execution", "typed", "free")            # devices, XLA, steps per call
+EVAL = Kind("eval", "typed", "free")                      # eval mode (and train's self-eval)
+WEIGHTS = Kind("weights", "typed", "free")                # which checkpoint / weights to read
+TOOLS = Kind("tools", "typed", "free")                    # export / sample / attention
+BENCH = Kind("bench", "typed", "free")                    # bench mode
+KINDS = (ARCHITECTURE, ORIGIN, LOCATION, TRAINING, DATA, SCHEDULE, EXECUTION, EVAL,
+         WEIGHTS, TOOLS, BENCH)
+
+MODES = ("train", "eval", "export", "sample", "attention", "bench")
+# Modes that read a trained run's config.json and checkpoints.
+READS_RUN = ("eval", "export", "sample", "attention")
+# The preset a mode starts from when --preset is not given.
+DEFAULT_PRESET = "demo"
+MODE_PRESETS = {"bench": "imagenet128"}
+
+
+def _f(default, help_text: str, *, kind: Kind, **kwargs):
+  """A dataclass field that carries its --help text and its kind."""
   if isinstance(default, (list, dict)):
     raise TypeError("use tuples for sequence defaults (the config is frozen)")
-  return dataclasses.field(default=default, metadata={"help": help_text, **kwargs})
+  return dataclasses.field(default=default,
+                           metadata={"help": help_text, "kind": kind, **kwargs})
 
 
 ATTENTION_VARIANTS = ("original", "paper")
@@ -40,116 +96,134 @@ class ConfigError(UserError):
 class Config:
   """Every setting of a run. Defaults = the original ImageNet 128x128 SAGAN."""
 
-  preset: str = _f("imagenet128", "Named preset the other flags override.")
-  # Not a flag: the names of the fields typed on the command line (None when
-  # the Config was not built by from_flags), for modes whose defaults depend
-  # on what the user set (bench, eval). Not saved, not compared.
-  command_line: Optional[FrozenSet[str]] = dataclasses.field(
-      default=None, compare=False, repr=False, metadata={"internal": True})
+  # Config() is the imagenet128 preset; on the command line the preset is the
+  # mode's (MODE_PRESETS) unless --preset is given.
+  preset: str = _f("imagenet128", "Named preset the other flags override.", kind=ORIGIN)
 
   # ---- Model (original names: gf_dim, df_dim, z_dim, num_classes) ----
-  image_size: int = _f(128, "Image height = width; a power of two, 32..512.")
-  num_classes: int = _f(1000, "Number of classes of the conditional model.")
-  z_dim: int = _f(128, "Latent dimension.")
-  gf_dim: int = _f(64, "Generator base width (channels = gf_dim * multiplier).")
-  df_dim: int = _f(64, "Discriminator base width.")
+  image_size: int = _f(128, "Image height = width; a power of two, 32..512.", kind=ARCHITECTURE)
+  num_classes: int = _f(1000, "Number of classes of the conditional model.", kind=ARCHITECTURE)
+  z_dim: int = _f(128, "Latent dimension.", kind=ARCHITECTURE)
+  gf_dim: int = _f(64, "Generator base width (channels = gf_dim * multiplier).",
+                   kind=ARCHITECTURE)
+  df_dim: int = _f(64, "Discriminator base width.", kind=ARCHITECTURE)
   g_channel_mults: Tuple[int, ...] = _f(
       (), "Generator block output multipliers, one per up block "
-      "(log2(image_size/4) of them); empty = original rule (16,8,4,2,1 at 128).")
+      "(log2(image_size/4) of them); empty = original rule (16,8,4,2,1 at 128).",
+      kind=ARCHITECTURE)
   d_channel_mults: Tuple[int, ...] = _f(
       (), "Discriminator block multipliers, one per downsampling block plus the "
-      "final non-downsampling block; empty = original rule (1,2,4,8,16,16 at 128).")
+      "final non-downsampling block; empty = original rule (1,2,4,8,16,16 at 128).",
+      kind=ARCHITECTURE)
   g_attention_res: Tuple[int, ...] = _f(
       (32,), "Resolutions after whose generator block a self-attention block "
-      "is inserted (empty = none).")
+      "is inserted (empty = none).", kind=ARCHITECTURE)
   d_attention_res: Tuple[int, ...] = _f(
       (32,), "Resolutions after whose discriminator block self-attention is "
-      "inserted (empty = none).")
+      "inserted (empty = none).", kind=ARCHITECTURE)
   cbn_decay: float = _f(0.999, "Moving-average decay of the conditional batch norms "
-                        "(inference statistics; original 0.999).")
+                        "(inference statistics; original 0.999).", kind=TRAINING)
   output_bn_decay: float = _f(0.9999, "Moving-average decay of the last generator batch "
-                              "norm (original 0.9999: made for ~1M steps).")
+                              "norm (original 0.9999: made for ~1M steps).", kind=TRAINING)
   attention_variant: str = _f(
       "original", "Self-attention: 'original' (code: pooled keys, C/8 and C/2 "
       "convs) or 'paper' (f,g,h 1x1 convs to C/8 over all positions).",
-      choices=ATTENTION_VARIANTS)
+      choices=ATTENTION_VARIANTS, kind=ARCHITECTURE)
 
   # ---- Losses and optimisers (model.py / train_imagenet.py) ----
-  loss: str = _f("hinge", "GAN loss: hinge (original) or kl.", choices=LOSSES)
-  lr_g: float = _f(1e-4, "Generator Adam learning rate (TTUR).")
-  lr_d: float = _f(4e-4, "Discriminator Adam learning rate (TTUR).")
-  beta1: float = _f(0.0, "Adam beta1 (original 0.0).")
-  beta2: float = _f(0.999, "Adam beta2 (original code 0.999; the paper says 0.9).")
-  adam_epsilon: float = _f(1e-8, "Adam epsilon (TF1 AdamOptimizer default 1e-8).")
-  d_steps: int = _f(1, "Discriminator updates per generator update (1 = original).")
+  loss: str = _f("hinge", "GAN loss: hinge (original) or kl.", choices=LOSSES, kind=TRAINING)
+  lr_g: float = _f(1e-4, "Generator Adam learning rate (TTUR).", kind=TRAINING)
+  lr_d: float = _f(4e-4, "Discriminator Adam learning rate (TTUR).", kind=TRAINING)
+  beta1: float = _f(0.0, "Adam beta1 (original 0.0).", kind=TRAINING)
+  beta2: float = _f(0.999, "Adam beta2 (original code 0.999; the paper says 0.9).",
+                    kind=TRAINING)
+  adam_epsilon: float = _f(1e-8, "Adam epsilon (TF1 AdamOptimizer default 1e-8).",
+                           kind=TRAINING)
+  d_steps: int = _f(1, "Discriminator updates per generator update (1 = original).",
+                    kind=TRAINING)
 
   # ---- Training run ----
-  batch_size: int = _f(256, "GLOBAL batch size, split evenly over all replicas.")
-  train_steps: int = _f(1_000_000, "Total training iterations (G step + D step).")
-  steps_per_loop: int = _f(1, "Iterations per call of the compiled step (on device).")
+  batch_size: int = _f(256, "GLOBAL batch size, split evenly over all replicas.", kind=TRAINING)
+  train_steps: int = _f(1_000_000, "Total training iterations (G step + D step).",
+                        kind=SCHEDULE)
+  steps_per_loop: int = _f(1, "Iterations per call of the compiled step (on device).",
+                           kind=EXECUTION)
   precision: str = _f("float32", "Compute precision: float32 or bfloat16 "
                       "(Keras mixed precision; losses and SN sigma in float32).",
-                      choices=PRECISIONS)
-  jit_compile: bool = _f(False, "Compile the train step with XLA.")
-  ema_decay: float = _f(0.0, "Decay of an EMA of G's weights (0 = off; e.g. 0.9999).")
-  ema_start: int = _f(0, "Step from which the EMA averages (copied before).")
-  cross_replica_bn: bool = _f(False, "Batch-norm statistics over all replicas.")
-  seed: int = _f(0, "Global seed: weights init, z/label sampling, data order.")
+                      choices=PRECISIONS, kind=TRAINING)
+  jit_compile: bool = _f(False, "Compile the train step with XLA.", kind=EXECUTION)
+  ema_decay: float = _f(0.0, "Decay of an EMA of G's weights (0 = off; e.g. 0.9999).",
+                        kind=TRAINING)
+  ema_start: int = _f(0, "Step from which the EMA averages (copied before).", kind=TRAINING)
+  cross_replica_bn: bool = _f(False, "Batch-norm statistics over all replicas.", kind=TRAINING)
+  seed: int = _f(0, "Global seed: weights init, z/label sampling, data order.", kind=TRAINING)
   model_dir: str = _f("", "Run directory (local or gs://): checkpoints, "
-                      "TensorBoard events, samples, eval, export.")
-  checkpoint_every_steps: int = _f(5000, "Save a checkpoint every N steps.")
-  checkpoint_every_secs: int = _f(1800, "Also save at least every N seconds (0 = off).")
-  keep_checkpoints: int = _f(5, "How many checkpoints to keep.")
-  sample_every_steps: int = _f(5000, "Write a fixed-z sample grid every N steps.")
-  summary_every_steps: int = _f(100, "Write TensorBoard scalars every N steps.")
-  log_every_secs: float = _f(30.0, "Progress line at least this often.")
+                      "TensorBoard events, samples, eval, export.", kind=LOCATION)
+  checkpoint_every_steps: int = _f(5000, "Save a checkpoint every N steps.", kind=SCHEDULE)
+  checkpoint_every_secs: int = _f(1800, "Also save at least every N seconds (0 = off).",
+                                  kind=SCHEDULE)
+  keep_checkpoints: int = _f(5, "How many checkpoints to keep.", kind=SCHEDULE)
+  sample_every_steps: int = _f(5000, "Write a fixed-z sample grid every N steps.",
+                               kind=SCHEDULE)
+  summary_every_steps: int = _f(100, "Write TensorBoard scalars every N steps.", kind=SCHEDULE)
+  log_every_secs: float = _f(30.0, "Progress line at least this often.", kind=SCHEDULE)
 
   # ---- Devices ----
-  tpu: str = _f("", "Cloud TPU name or 'local' on a TPU VM (empty = no TPU).")
+  tpu: str = _f("", "Cloud TPU name or 'local' on a TPU VM (empty = no TPU).", kind=EXECUTION)
   num_cpu_devices: int = _f(0, "Split the CPU into N logical devices and mirror "
-                            "over them (testing multi-replica code on any machine).")
+                            "over them (testing multi-replica code on any machine).",
+                            kind=EXECUTION)
 
   # ---- Data ----
   dataset: str = _f("tfrecords:data/train-*.tfrecords",
-                    "tfrecords:GLOB | tfds:NAME[:SPLIT] | shapes")
-  tfds_data_dir: str = _f("", "TFDS data_dir holding prepared datasets (never downloads).")
-  shuffle_buffer: int = _f(100_000, "Shuffle buffer (examples), capped by memory.")
-  eval_split: str = _f("", "Split for real images in evaluation (empty = the source's default).")
+                    "tfrecords:GLOB | tfds:NAME[:SPLIT] | shapes", kind=DATA)
+  tfds_data_dir: str = _f("", "TFDS data_dir holding prepared datasets (never downloads).",
+                          kind=DATA)
+  shuffle_buffer: int = _f(100_000, "Shuffle buffer (examples), capped by memory.", kind=DATA)
+  eval_split: str = _f("", "Split for real images in evaluation (empty = the source's default).",
+                       kind=DATA)
 
   # ---- Evaluation ----
-  num_samples: int = _f(50_000, "Generated (and real) images for IS/FID.")
-  eval_batch_size: int = _f(100, "Batch for evaluation (original 100).")
+  num_samples: int = _f(50_000, "Generated (and real) images for IS/FID.", kind=EVAL)
+  eval_batch_size: int = _f(100, "Batch for evaluation (original 100).", kind=EVAL)
   inception_path: str = _f("", "Local copy of the TF-Hub module "
-                           "tensorflow/tfgan/eval/inception/1 (SavedModel dir).")
+                           "tensorflow/tfgan/eval/inception/1 (SavedModel dir).", kind=EVAL)
   stats_dir: str = _f("", "Where real-activation statistics are cached "
-                      "(empty = MODEL_DIR/eval).")
-  intra_fid_classes: int = _f(0, "Classes for intra-FID (0 = off, -1 = all).")
-  use_ema: bool = _f(True, "Use the EMA generator weights when the run has them.")
+                      "(empty = MODEL_DIR/eval).", kind=EVAL)
+  intra_fid_classes: int = _f(0, "Classes for intra-FID (0 = off, -1 = all).", kind=EVAL)
+  use_ema: bool = _f(True, "Use the EMA generator weights when the run has them.", kind=WEIGHTS)
   self_eval: bool = _f(False, "train: evaluate the generator at step 0 and after the "
-                       "last step, and print the two side by side (the demo does).")
+                       "last step, and print the two side by side (the demo does).", kind=EVAL)
 
-  watch: bool = _f(False, "eval: evaluate each new checkpoint as training writes it.")
-  compare_published: bool = _f(False, "eval: print the run beside the paper's numbers.")
+  watch: bool = _f(False, "eval: evaluate each new checkpoint as training writes it.",
+                   kind=EVAL)
+  compare_published: bool = _f(False, "eval: print the run beside the paper's numbers.",
+                               kind=EVAL)
   classifier: str = _f("auto", "eval feature network: auto (shapes classifier for "
                        "the shapes dataset, else Inception), inception, shapes.",
-                       choices=("auto", "inception", "shapes"))
+                       choices=("auto", "inception", "shapes"), kind=EVAL)
 
   # ---- Export / tools ----
-  export_dir: str = _f("", "SavedModel export root (empty = MODEL_DIR/export).")
-  checkpoint: str = _f("", "Explicit checkpoint path (empty = latest in MODEL_DIR).")
-  output_dir: str = _f("", "sample/attention: where PNGs go (empty = MODEL_DIR/<mode>).")
-  labels: Tuple[int, ...] = _f((), "sample/attention: classes to draw (empty = a spread).")
-  queries: str = _f("", "attention: query points 'y,x;y,x' in pixels (empty = a spread).")
-  truncation: float = _f(1.0, "sample: truncated-normal z bound (1.0 = plain N(0,1)).")
-  num_images: int = _f(8, "sample/attention: images per class or grid row.")
+  export_dir: str = _f("", "SavedModel export root (empty = MODEL_DIR/export).", kind=TOOLS)
+  checkpoint: str = _f("", "Explicit checkpoint path (empty = latest in MODEL_DIR).",
+                       kind=WEIGHTS)
+  output_dir: str = _f("", "sample/attention: where PNGs go (empty = MODEL_DIR/<mode>).",
+                       kind=TOOLS)
+  labels: Tuple[int, ...] = _f((), "sample/attention: classes to draw (empty = a spread).",
+                               kind=TOOLS)
+  queries: str = _f("", "attention: query points 'y,x;y,x' in pixels (empty = a spread).",
+                    kind=TOOLS)
+  truncation: float = _f(1.0, "sample: truncated-normal z bound (1.0 = plain N(0,1)).",
+                         kind=TOOLS)
+  num_images: int = _f(8, "sample/attention: images per class or grid row.", kind=TOOLS)
 
   # ---- Benchmark ----
   what: str = _f("train", "bench: what to time: train | input | eval.",
-                       choices=("train", "input", "eval"))
-  bench_variants: str = _f("", "bench: comma-separated variants (empty = all).")
-  bench_repeats: int = _f(3, "bench: timed repeats (median reported).")
-  bench_iters: int = _f(3, "bench: iterations per timed repeat.")
-  json: str = _f("", "bench: also write results to this JSON path.")
+                 choices=("train", "input", "eval"), kind=BENCH)
+  bench_variants: str = _f("", "bench: comma-separated variants (empty = all).", kind=BENCH)
+  bench_repeats: int = _f(3, "bench: timed repeats (median reported).", kind=BENCH)
+  bench_iters: int = _f(3, "bench: iterations per timed repeat.", kind=BENCH)
+  json: str = _f("", "bench: also write results to this JSON path.", kind=BENCH)
 
   # ------------------------------------------------------------------ derived
   @property
@@ -235,14 +309,6 @@ class Config:
   def preset_names() -> Tuple[str, ...]:
     return tuple(_PRESETS)
 
-  @staticmethod
-  def preset(name: str, **overrides: Any) -> "Config":
-    """The named preset, with optional field overrides."""
-    if name not in _PRESETS:
-      raise ConfigError(f"Unknown preset {name!r}; choose one of "
-                        f"{', '.join(_PRESETS)}.")
-    return dataclasses.replace(_PRESETS[name](), preset=name, **overrides)
-
 
 def _imagenet128() -> Config:
   """The original code's settings: 128x128, 1000 classes, attention at 32."""
@@ -283,6 +349,52 @@ _PRESETS = {
 }
 
 
+def _preset(name: str, **overrides: Any) -> Config:
+  """Config.preset(name, **overrides): the named preset, with field overrides."""
+  if name not in _PRESETS:
+    raise ConfigError(f"Unknown preset {name!r}; choose one of "
+                      f"{', '.join(_PRESETS)}.")
+  return dataclasses.replace(_PRESETS[name](), preset=name, **overrides)
+
+
+# Set after the class is built: defined in the class body, the method would
+# replace the `preset` field's default and metadata (Config().preset would be
+# this function). An instance's `preset` is its field; the class's is this.
+Config.preset = staticmethod(_preset)
+
+
+# ------------------------------------------------------- context defaults
+# bench on the imagenet presets: their 256 is a TPU-pod batch and one
+# iteration is ~1.2 TFLOP, so on a CPU bench times 8 images per replica, the
+# two variants that matter there, one iteration per repeat.
+BENCH_PER_REPLICA_BATCH = {"imagenet128": 8, "imagenet128_feat64": 8}
+BENCH_LARGE_VARIANTS = "float32,float32+xla"
+BENCH_LARGE_ITERS = 1
+
+
+class ContextDefault(NamedTuple):
+  """A default that depends on the context: when the user did not type
+  `field` and the mode is in `modes`, merge sets it to `value(cfg, context)`
+  unless that is None. `context` holds run-time facts (e.g. num_replicas)."""
+  field: str
+  modes: Tuple[str, ...]
+  value: Callable[["Config", Dict[str, Any]], Any]
+
+
+def _bench_large(fn):
+  return lambda cfg, ctx: fn(cfg, ctx) if cfg.preset in BENCH_PER_REPLICA_BATCH else None
+
+
+# Applied in order by merge; a rule sees what the rules before it set.
+CONTEXT_DEFAULTS = (
+    ContextDefault("batch_size", ("bench",), _bench_large(
+        lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),
+    ContextDefault("bench_variants", ("bench",),
+                   _bench_large(lambda cfg, ctx: BENCH_LARGE_VARIANTS)),
+    ContextDefault("bench_iters", ("bench",), _bench_large(lambda cfg, ctx: BENCH_LARGE_ITERS)),
+)
+
+
 # ---------------------------------------------------------------- absl flags
 def _flag_kind(field: dataclasses.Field) -> str:
   t = str(field.type)
@@ -293,16 +405,17 @@ def _flag_kind(field: dataclasses.Field) -> str:
 
 def define_flags(flag_values=None) -> None:
   """Defines one absl flag per Config field (idempotent)."""
-  from absl import flags
   fv = flag_values if flag_values is not None else flags.FLAGS
-  for field in _public_fields():
+  for field in dataclasses.fields(Config):
     if field.name in fv:
       continue
-    help_text = field.metadata.get("help", field.name)
+    help_text = field.metadata["help"]
     kind = _flag_kind(field)
     if field.name == "preset":
-      flags.DEFINE_enum("preset", "demo", list(_PRESETS),
-                        "Named preset; other flags override it.", flag_values=fv)
+      # No flag default: the mode decides (MODE_PRESETS).
+      modes = ", ".join(f"{m}: {p}" for m, p in MODE_PRESETS.items())
+      flags.DEFINE_enum("preset", None, list(_PRESETS),
+                        f"{help_text} Default {DEFAULT_PRESET} ({modes}).", flag_values=fv)
     elif "choices" in field.metadata:
       flags.DEFINE_enum(field.name, field.default, list(field.metadata["choices"]),
                         help_text, flag_values=fv)
@@ -329,39 +442,132 @@ def _parse_value(field: dataclasses.Field, value):
   return value
 
 
-def from_flags(flag_values=None) -> Config:
-  """Config from parsed absl flags: the preset, then every flag set by the user."""
-  from absl import flags
+class Invocation(NamedTuple):
+  """What the user asked for: the mode's preset with the typed flags applied
+  (`config`), and the names of the fields typed (`typed`, "preset" included
+  when given). The input of `merge`."""
+  config: "Config"
+  typed: FrozenSet[str]
+
+
+def from_flags(flag_values=None, mode: str = "train") -> Invocation:
+  """The invocation from parsed absl flags: the mode's preset, then every flag set."""
   fv = flag_values if flag_values is not None else flags.FLAGS
-  cfg = Config.preset(fv["preset"].value)
+  preset = fv["preset"].value or MODE_PRESETS.get(mode, DEFAULT_PRESET)
   overrides: Dict[str, Any] = {}
   typed = set()
-  for field in _public_fields():
+  for field in dataclasses.fields(Config):
     if field.name in fv and fv[field.name].present:
       typed.add(field.name)
       if field.name != "preset":
         overrides[field.name] = _parse_value(field, fv[field.name].value)
-  return dataclasses.replace(cfg, command_line=frozenset(typed), **overrides).validate()
+  cfg = Config.preset(preset, **overrides).validate()
+  return Invocation(cfg, frozenset(typed))
 
 
-def _public_fields():
-  return [f for f in dataclasses.fields(Config) if not f.metadata.get("internal")]
+# ------------------------------------------------------------------- merge
+def kind_of(name: str) -> Kind:
+  return _FIELDS[name].metadata["kind"]
 
 
+def fields_of(*kinds: Kind) -> Tuple[str, ...]:
+  """Names of the Config fields of the given kinds, in declaration order."""
+  return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds)
+
+
+def typed_fields(cfg: Config) -> FrozenSet[str]:
+  """For a Config built in code (no command line): the fields where it differs
+  from its preset, and the preset itself."""
+  base = Config.preset(cfg.preset)
+  return frozenset({"preset"} | {f.name for f in dataclasses.fields(Config)
+                                 if getattr(cfg, f.name) != getattr(base, f.name)})
+
+
+def merge(mode: str, given: Config, typed: Optional[AbstractSet[str]] = None,
+          stored: Optional[Config] = None, **context: Any) -> Config:
+  """The Config `mode` runs with: the one merge rule (see the module docstring).
+
+  Args:
+    mode: one of MODES.
+    given: the invocation's Config (Invocation.config; or a Config built in code).
+    typed: the fields the user typed (Invocation.typed); None = typed_fields(given).
+    stored: the run's config.json, for the modes in READS_RUN (required there).
+    **context: run-time facts CONTEXT_DEFAULTS use (num_replicas).
+  Returns:
+    The validated Config.
+  """
+  if mode not in MODES:
+    raise ValueError(f"unknown mode {mode!r}")
+  typed = typed_fields(given) if typed is None else frozenset(typed)
+  if mode in READS_RUN:
+    if stored is None:
+      raise ValueError(f"mode {mode} merges onto a run's stored config; pass stored=")
+    take, ignored = {}, []
+    for name in typed | set(fields_of(LOCATION)):
+      policy = kind_of(name).on_stored_run
+      if policy == "stored":
+        if _normalise(getattr(given, name)) != _normalise(getattr(stored, name)):
+          ignored.append(name)
+      else:
+        take[name] = getattr(given, name)
+    if ignored:
+      logging.warning("Ignoring --%s: the run in %s was trained with %s (its config.json).",
+                      ", --".join(sorted(ignored)), given.model_dir,
+                      ", ".join(f"{n}={_normalise(getattr(stored, n))}" for n in sorted(ignored)))
+    cfg = dataclasses.replace(stored, **take)
+  else:
+    cfg = given
+  for rule in CONTEXT_DEFAULTS:
+    if mode in rule.modes and rule.field not in typed:
+      value = rule.value(cfg, context)
+      if value is not None:
+        cfg = dataclasses.replace(cfg, **{rule.field: value})
+  return cfg.validate()
+
+
+def differences(old: Config, new: Config, kinds: Tuple[Kind, ...]) -> Tuple[str, ...]:
+  """'field: old -> new' for every field of `kinds` whose value differs.
+
+  Empty channel multipliers mean "the original rule": the lists the models
+  build are compared. A resumed run refuses the ARCHITECTURE differences
+  (kinds whose on_resume is "refused").
+  """
+  out = []
+  for name in fields_of(*kinds):
+    a, b = getattr(old, name), getattr(new, name)
+    if name in ("g_channel_mults", "d_channel_mults"):
+      a, b = (old.g_mults, new.g_mults) if name[0] == "g" else (old.d_mults, new.d_mults)
+    if _normalise(a) != _normalise(b):
+      out.append(f"{name}: {_normalise(a)} -> {_normalise(b)}")
+  return tuple(out)
+
+
+def kinds_on_resume(policy: str) -> Tuple[Kind, ...]:
+  """The kinds whose Kind.on_resume is `policy` ("refused", "setting", "free")."""
+  return tuple(k for k in KINDS if k.on_resume == policy)
+
+
+def _normalise(value):
+  return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+# ------------------------------------------------------------- dict / JSON
 def to_dict(cfg: Config) -> Dict[str, Any]:
   """JSON-friendly dict (tuples as lists)."""
   return {f.name: list(v) if isinstance(v, tuple) else v
-          for f in _public_fields() for v in [getattr(cfg, f.name)]}
+          for f in dataclasses.fields(cfg) for v in [getattr(cfg, f.name)]}
 
 
 def from_dict(d: Dict[str, Any], strict: bool = False) -> Config:
   """Inverse of to_dict; unknown keys are an error only when strict."""
-  names = {f.name: f for f in _public_fields()}
-  unknown = set(d) - set(names)
+  unknown = set(d) - set(_FIELDS)
   if unknown and strict:
     raise ConfigError(f"Unknown config keys: {sorted(unknown)}")
   kwargs = {}
   for k, v in d.items():
-    if k in names:
+    if k in _FIELDS:
       kwargs[k] = tuple(v) if isinstance(v, list) else v
   return Config(**kwargs)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}

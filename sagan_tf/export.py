@@ -6,7 +6,7 @@ writes `ROOT/<step>/` (default ROOT = DIR/export): a numbered version folder,
 as TF Serving expects.
 
 The served graph is the generator in inference mode with everything that is
-constant at inference folded away (notes_export.md):
+constant at inference folded away (BUILD_NOTES.md, Export):
 
 * spectral norm: every kernel is stored as W / sigma, sigma from ONE power
   iteration from the stored `u` -- exactly what `generator(z, labels,
@@ -45,10 +45,13 @@ from typing import Dict, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
+from sagan_tf import run_dir
+from sagan_tf.data.records import to_uint8
 from sagan_tf.layers.attention import SelfAttention, attend
+from sagan_tf.layers.spectral_norm import spectral_normalize
 from sagan_tf.models.common import upsample_2x
+from sagan_tf.models.generator import GeneratorBlock
 
-EXPORT_SUBDIR = "export"
 INFO_FILE = "export_info.json"  # in <version>/assets.extra/ (TF Serving ignores it)
 SIGNATURES = ("serving_default", "sample")
 # Second word of the stateless seed of `sample_latents` (the first is the seed).
@@ -84,11 +87,6 @@ def sample_latents(num: int, z_dim: int, seed, truncation=1.0) -> tf.Tensor:
   return tf.where(t < 1.0, truncated, plain)
 
 
-def to_uint8(images: tf.Tensor) -> tf.Tensor:
-  """[-1, 1] float -> uint8 round((x + 1) * 127.5) clipped to [0, 255]."""
-  return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-
-
 # ------------------------------------------------------------ folding
 def fold_spectral_norm(layer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   """(W / sigma, bias or None) of an SN layer: one power iteration from its stored u.
@@ -96,7 +94,6 @@ def fold_spectral_norm(layer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   The same `spectral_normalize` the layer runs in its forward pass, so the
   kernel equals what `update_u=False` inference uses; `u` is not changed.
   """
-  from sagan_tf.layers.spectral_norm import spectral_normalize  # pylint: disable=g-import-not-at-top
   w_bar, _, _ = spectral_normalize(tf.convert_to_tensor(layer.kernel_variable),
                                    tf.convert_to_tensor(layer.u))
   bias = None
@@ -202,7 +199,6 @@ class ServingGenerator(tf.Module):
 
   def __init__(self, generator, name: str = "sagan_generator"):
     super().__init__(name=name)
-    from sagan_tf.models.generator import GeneratorBlock  # pylint: disable=g-import-not-at-top
     cfg = generator.cfg
     self.num_classes = int(cfg.num_classes)
     self.z_dim = int(cfg.z_dim)
@@ -418,11 +414,10 @@ def export_generator(generator, cfg, export_root: str, version: int,
   return final
 
 
-def export(cfg) -> int:
+def export(cfg, typed=None) -> int:
   """`./run.sh export`: the run's generator -> export_dir/<step>/ SavedModel."""
-  from sagan_tf.tools.run_generator import restore  # pylint: disable=g-import-not-at-top
-  run_cfg, generator, step, source = restore(cfg)
-  export_root = cfg.export_dir or os.path.join(cfg.model_dir, EXPORT_SUBDIR)
+  run_cfg, generator, step, source = run_dir.restore_for_mode(cfg, "export", typed)
+  export_root = run_dir.export_root(run_cfg)
   path = export_generator(generator, run_cfg, export_root, step,
                           info={"step": step, **source})
   logging.info("Wrote the SavedModel %s (signatures: %s). Serve it with: docker run -p "

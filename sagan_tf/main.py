@@ -15,8 +15,10 @@ from absl import app, flags, logging
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 
-# mode -> "module:function"; each function takes a Config. Imported lazily so
-# `--help` and bad-flag errors come back without loading TensorFlow.
+# mode -> "module:function"; each is called as fn(config, typed=names typed)
+# and merges them with config_lib.merge. Imported lazily (the one deliberate
+# function-level import of the package's modes): `--help` and bad-flag errors
+# come back without loading TensorFlow.
 MODES = {
     "train": "sagan_tf.train.loop:train",
     "eval": "sagan_tf.eval.run:evaluate",
@@ -40,7 +42,7 @@ def _run(argv):
   # drown the progress lines; its warnings and errors still show.
   python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
   try:
-    cfg = config_lib.from_flags(flags.FLAGS)
+    invocation = config_lib.from_flags(flags.FLAGS, mode)
   except config_lib.ConfigError as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
@@ -48,7 +50,7 @@ def _run(argv):
   module_name, fn_name = MODES[mode].split(":")
   fn = getattr(importlib.import_module(module_name), fn_name)
   try:
-    result = fn(cfg)
+    result = fn(invocation.config, typed=invocation.typed)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -57,22 +57,126 @@ def test_unknown_preset_names_the_choices():
     Config.preset("imagenet256")
 
 
-def test_flags_override_the_preset_only_where_set():
+def _invocation(mode, *argv):
   fv = flags.FlagValues()
   config_lib.define_flags(fv)
-  fv(["prog", "--preset=imagenet128", "--batch_size=64", "--g_attention_res=32,64",
-      "--precision=bfloat16"])
-  c = config_lib.from_flags(fv)
+  fv(["prog", *argv])
+  return config_lib.from_flags(fv, mode)
+
+
+def test_flags_override_the_preset_only_where_set():
+  c, typed = _invocation("train", "--preset=imagenet128", "--batch_size=64",
+                         "--g_attention_res=32,64", "--precision=bfloat16")
   assert c.batch_size == 64 and c.g_attention_res == (32, 64) and c.precision == "bfloat16"
   assert c.lr_d == 4e-4 and c.preset == "imagenet128"
-  assert "GLOBAL batch" in fv["batch_size"].help
-  # What was typed is kept (bench and eval defaults depend on it), even a
-  # value equal to the preset's; it is neither a flag nor saved.
-  assert c.command_line == {"preset", "batch_size", "g_attention_res", "precision"}
-  assert "command_line" not in fv and "command_line" not in config_lib.to_dict(c)
-  assert Config.preset("demo").command_line is None
+  # What was typed travels beside the Config (merge depends on it), even a
+  # value equal to the preset's; it is neither a field nor saved.
+  assert typed == {"preset", "batch_size", "g_attention_res", "precision"}
+  assert "command_line" not in config_lib.to_dict(c)
+
+
+def test_the_preset_is_the_modes_unless_typed():
+  # One place says which preset a mode starts from; the flag has no default
+  # of its own that could disagree with it.
+  assert _invocation("train").config == Config.preset("demo")
+  assert _invocation("eval").config.preset == "demo"
+  bench_cfg, typed = _invocation("bench")
+  assert bench_cfg == Config.preset("imagenet128") and typed == frozenset()
+  assert _invocation("bench", "--preset=demo").config == Config.preset("demo")
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  assert fv["preset"].default is None and "Default demo (bench: imagenet128)" in fv[
+      "preset"].help
+  # Config() is the imagenet128 preset, field and all (the JSON a run writes).
+  assert Config().preset == "imagenet128" and Config() == Config.preset("imagenet128")
+  assert config_lib.to_dict(Config())["preset"] == "imagenet128"
+
+
+def test_every_field_declares_a_kind_and_every_kind_is_used():
+  kinds = {f.name: f.metadata["kind"] for f in dataclasses.fields(Config)}
+  assert set(kinds.values()) == set(config_lib.KINDS)
+  assert config_lib.fields_of(config_lib.ARCHITECTURE) == (
+      "image_size", "num_classes", "z_dim", "gf_dim", "df_dim", "g_channel_mults",
+      "d_channel_mults", "g_attention_res", "d_attention_res", "attention_variant")
+  assert config_lib.kinds_on_resume("refused") == (config_lib.ARCHITECTURE,)
+  with pytest.raises(TypeError):
+    config_lib._f(1, "no kind")  # pylint: disable=protected-access
+
+
+def _stored():
+  """A run trained with the imagenet128 preset at a small width, seed 3."""
+  return Config.preset("imagenet128", gf_dim=8, df_dim=8, num_samples=500, seed=3,
+                       model_dir="/old/place")
+
+
+@pytest.mark.parametrize("mode", config_lib.READS_RUN)
+def test_a_mode_that_reads_a_run_takes_the_run_then_what_was_typed(mode, caplog):
+  # Typed on the command line (demo preset): an eval option, a tool option,
+  # a data field, and an architecture field that the checkpoints fix.
+  given, typed = _invocation(mode, "--model_dir=/run", "--eval_batch_size=7",
+                             "--num_images=2", "--dataset=shapes", "--gf_dim=64",
+                             "--use_ema=false")
+  cfg = config_lib.merge(mode, given, typed, stored=_stored())
+  assert (cfg.model_dir, cfg.eval_batch_size, cfg.num_images, cfg.dataset, cfg.use_ema) == (
+      "/run", 7, 2, "shapes", False)
+  # Not typed: the run's own values, not the demo preset's.
+  assert (cfg.preset, cfg.gf_dim, cfg.image_size, cfg.num_samples, cfg.seed) == (
+      "imagenet128", 8, 128, 500, 3)
+  assert "Ignoring --gf_dim: the run in /run was trained with gf_dim=8" in caplog.text
+
+
+def test_the_typed_value_counts_even_when_it_equals_the_presets():
+  given, typed = _invocation("eval", "--model_dir=/run", "--num_samples=10000")
+  assert given.num_samples == Config.preset("demo").num_samples
+  assert config_lib.merge("eval", given, typed, stored=_stored()).num_samples == 10_000
+
+
+def test_a_config_built_in_code_counts_its_differences_from_its_preset_as_typed():
+  given = Config.preset("demo", model_dir="/run", truncation=0.5)
+  assert config_lib.typed_fields(given) == {"preset", "model_dir", "truncation"}
+  cfg = config_lib.merge("sample", given, stored=_stored())
+  assert (cfg.truncation, cfg.seed, cfg.gf_dim, cfg.model_dir) == (0.5, 3, 8, "/run")
+  with pytest.raises(ValueError, match="stored"):
+    config_lib.merge("sample", given)
+
+
+def test_train_and_bench_start_from_the_invocation():
+  given, typed = _invocation("train", "--model_dir=/run", "--lr_g=0.5")
+  assert config_lib.merge("train", given, typed) == given
+
+
+def test_bench_context_defaults_apply_only_to_what_was_not_typed():
+  imagenet = Config.preset("imagenet128")
+  cfg = config_lib.merge("bench", imagenet, typed=set())
+  assert (cfg.preset, cfg.image_size, cfg.batch_size) == ("imagenet128", 128, 8)
+  assert (cfg.bench_variants, cfg.bench_iters) == ("float32,float32+xla", 1)
+  assert config_lib.merge("bench", imagenet, typed=set(), num_replicas=2).batch_size == 16
+  assert config_lib.merge("bench", dataclasses.replace(imagenet, batch_size=4),
+                          typed={"batch_size"}).batch_size == 4
+  demo = Config.preset("demo")
+  assert config_lib.merge("bench", demo, typed={"preset"}) == demo
+  # The same rules never touch another mode.
+  assert config_lib.merge("train", imagenet, typed=set()) == imagenet
+
+
+def test_differences_compare_what_the_models_build():
+  cfg = Config.preset("demo")
+  other = dataclasses.replace(cfg, gf_dim=16, d_attention_res=(8,), lr_g=1.0, train_steps=9)
+  arch = config_lib.kinds_on_resume("refused")
+  assert config_lib.differences(cfg, other, arch) == (
+      "gf_dim: 24 -> 16", "d_attention_res: (16,) -> (8,)")
+  assert config_lib.differences(cfg, other, config_lib.kinds_on_resume("setting")) == (
+      "lr_g: 0.0004 -> 1.0",)
+  # Empty channel multipliers mean the original rule: the same model.
+  assert config_lib.differences(cfg, dataclasses.replace(cfg, g_channel_mults=cfg.g_mults),
+                                arch) == ()
 
 
 def test_config_round_trips_through_dict():
   c = Config.preset("demo")
   assert config_lib.from_dict(config_lib.to_dict(c)) == c
+
+
+def test_main_runs_the_modes_merge_knows():
+  from sagan_tf import main  # pylint: disable=g-import-not-at-top
+  assert tuple(main.MODES) == config_lib.MODES

@@ -15,7 +15,7 @@ except ImportError:
 
 from sagan_tf.data import pipeline, shapes
 from sagan_tf.errors import UserError
-from sagan_tf.tools import image_grid
+from sagan_tf import image_grid
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf.eval import classifiers, run, stream
-from sagan_tf.train import checkpoints, setup
+from sagan_tf import run_dir
+from sagan_tf.train import setup
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,8 @@ def tiny_run(tmp_path_factory):
   rng = np.random.RandomState(0)
   for v in models.generator.trainable_variables:  # images that differ per z and class
     v.assign(v + rng.normal(0, 0.3, v.shape).astype(np.float32))
-  checkpoints.write_run_config(cfg, cfg.model_dir)
-  checkpoints.make_manager(checkpoints.make_checkpoint(models, tf.Variable(5, dtype=tf.int64)),
+  run_dir.write_run_config(cfg, cfg.model_dir)
+  run_dir.make_manager(run_dir.make_checkpoint(models, tf.Variable(5, dtype=tf.int64)),
                            cfg.model_dir, 1).save(5)
   return cfg
 
@@ -57,7 +58,7 @@ def _only_tensors(strategy, seen):
 def _evaluate(cfg, strategy, stats_dir):
   cfg = dataclasses.replace(cfg, stats_dir=str(stats_dir))
   evaluator = run.Evaluator(cfg, strategy)  # real statistics computed afresh here
-  generator, step = checkpoints.restore_generator(cfg, use_ema=False, strategy=strategy)
+  generator, step = run_dir.restore_generator(cfg, use_ema=False, strategy=strategy)
   return evaluator, evaluator(generator, step), evaluator.statistics(generator, step)
 
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers, published, run
-from sagan_tf.train import checkpoints, setup
+from sagan_tf import run_dir
+from sagan_tf.train import setup
 
 
 def _tiny_cfg(tmp_path):
@@ -26,8 +27,8 @@ def tiny_run(tmp_path_factory):
   cfg = _tiny_cfg(tmp_path_factory.mktemp("run"))
   models = setup.build_gan(cfg)
   step = tf.Variable(7, dtype=tf.int64)
-  checkpoints.write_run_config(cfg, cfg.model_dir)
-  checkpoints.make_manager(checkpoints.make_checkpoint(models, step), cfg.model_dir, 2).save(7)
+  run_dir.write_run_config(cfg, cfg.model_dir)
+  run_dir.make_manager(run_dir.make_checkpoint(models, step), cfg.model_dir, 2).save(7)
   return cfg
 
 
@@ -72,7 +73,7 @@ def test_shapes_run_reports_fcd_consistency_and_real_floor(tiny_run):
   classifiers.shapes_classifier(os.path.join(cfg.model_dir, "eval"), image_size=32,
                                 seed=cfg.seed, train_images=10, test_images=100,
                                 max_epochs=0)
-  result = run.evaluate_generator(cfg, checkpoints.restore_generator(cfg)[0], 7)
+  result = run.evaluate_generator(cfg, run_dir.restore_generator(cfg)[0], 7)
   for key in ("fcd", "classifier_score", "class_consistency", "real_vs_real_fcd",
               "intra_fcd_per_class", "classifier_test_accuracy", "step", "num_samples",
               "wall_time_s"):
@@ -102,7 +103,6 @@ def test_eval_config_takes_the_typed_eval_flags_over_the_run_config(tiny_run):
   # --num_samples=10000 typed (the demo preset's own default) overrides the
   # run's 120; eval_batch_size was not typed, so the run's 50 stays.
   cli = dataclasses.replace(config_lib.Config.preset("demo"), model_dir=tiny_run.model_dir,
-                            num_samples=10_000, eval_batch_size=7,
-                            command_line=frozenset({"model_dir", "num_samples"}))
-  cfg = run.eval_config(cli)
+                            num_samples=10_000, eval_batch_size=7)
+  cfg = run.eval_config(cli, typed={"model_dir", "num_samples"})
   assert (cfg.num_samples, cfg.eval_batch_size, cfg.gf_dim) == (10_000, 50, 4)

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import export as export_lib
+from sagan_tf import run_dir
 from sagan_tf.config import Config
-from sagan_tf.tools import run_generator
 from tool_fixtures import perturbed_generator, tiny_config, write_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -250,7 +250,8 @@ def test_export_mode_uses_ema_weights_and_writes_the_step_version(tmp_path):
     assert json.load(f)["weights"] == "ema_generator"
 
   # --use_ema=false restores the raw generator (the same path export takes).
-  _, raw, step, source = run_generator.restore(dataclasses.replace(cfg, use_ema=False))
+  _, raw, step, source = run_dir.restore_for_mode(dataclasses.replace(cfg, use_ema=False),
+                                                  "export")
   assert (step, source["weights"]) == (3, "generator")
   np.testing.assert_allclose(raw(z, labels, training=False, update_u=False).numpy(),
                              g(z, labels, training=False, update_u=False).numpy(), atol=1e-6)

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf.errors import UserError
-from sagan_tf.train import checkpoints, setup
+from sagan_tf import run_dir
+from sagan_tf.train import setup
 
 import train_helpers as th
 
@@ -16,8 +17,8 @@ def _saved_run(model_dir, step=7, **overrides):
   cfg = th.tiny_config(model_dir=model_dir, **overrides)
   models = setup.build_gan(cfg)
   step_var = tf.Variable(step, dtype=tf.int64)
-  manager = checkpoints.make_manager(checkpoints.make_checkpoint(models, step_var), model_dir, 2)
-  checkpoints.write_run_config(cfg, model_dir)
+  manager = run_dir.make_manager(run_dir.make_checkpoint(models, step_var), model_dir, 2)
+  run_dir.write_run_config(cfg, model_dir)
   path = manager.save(checkpoint_number=step)
   return cfg, models, path
 
@@ -26,7 +27,7 @@ def test_checkpoint_holds_every_variable_of_every_model_by_tf1_name(tmp_path):
   # Keras 3 does not give tf.train.Checkpoint the blocks kept in Python lists;
   # the TF1-name tables must still cover every u, moving statistic and EMA weight.
   cfg, models, path = _saved_run(str(tmp_path), ema_decay=0.99)
-  stored = checkpoints.read_checkpoint(path)
+  stored = run_dir.read_checkpoint(path)
   assert stored.step == 7
   for part, model in (("generator", models.generator), ("discriminator", models.discriminator),
                       ("ema_generator", models.ema_generator)):
@@ -42,11 +43,11 @@ def test_restore_generator_takes_ema_weights_unless_told_otherwise(tmp_path):
   # Make the EMA differ from G in the saved state.
   for v in models.ema_generator.trainable_variables:
     v.assign(v + 1.0)
-  manager = checkpoints.make_manager(
-      checkpoints.make_checkpoint(models, tf.Variable(9, dtype=tf.int64)), model_dir, 2)
+  manager = run_dir.make_manager(
+      run_dir.make_checkpoint(models, tf.Variable(9, dtype=tf.int64)), model_dir, 2)
   manager.save(checkpoint_number=9)
-  ema, step = checkpoints.restore_generator(cfg)
-  raw, _ = checkpoints.restore_generator(cfg, use_ema=False)
+  ema, step = run_dir.restore_generator(cfg)
+  raw, _ = run_dir.restore_generator(cfg, use_ema=False)
   assert step == 9
   name = "model/g_snh0/Matrix"
   np.testing.assert_array_equal(ema.tf1_variable_map()[name].numpy(),
@@ -55,7 +56,7 @@ def test_restore_generator_takes_ema_weights_unless_told_otherwise(tmp_path):
                                 models.generator.tf1_variable_map()[name].numpy())
   assert ema.compute_dtype == "float32"
   # An explicit older checkpoint.
-  _, step = checkpoints.restore_generator(cfg, checkpoint_path=path)
+  _, step = run_dir.restore_generator(cfg, checkpoint_path=path)
   assert step == 7
 
 
@@ -64,36 +65,30 @@ def test_restore_generator_of_other_architecture_names_the_variables(tmp_path):
   with pytest.raises(UserError, match=r"different architecture: generator "
                                       r"model/g_block1/cbn_0/beta is \[3, 32\] in the "
                                       r"checkpoint but \[3, 64\] in this model"):
-    checkpoints.restore_generator(dataclasses.replace(cfg, gf_dim=16))
+    run_dir.restore_generator(dataclasses.replace(cfg, gf_dim=16))
 
 
 def test_missing_checkpoint_and_config_say_what_to_do(tmp_path):
   cfg = th.tiny_config(model_dir=str(tmp_path / "empty"))
-  assert checkpoints.latest_checkpoint(cfg.model_dir) is None
+  assert run_dir.latest_checkpoint(cfg.model_dir) is None
   with pytest.raises(UserError, match="No checkpoint in .*train first"):
-    checkpoints.restore_generator(cfg)
+    run_dir.restore_generator(cfg)
   with pytest.raises(UserError, match="is not a checkpoint"):
-    checkpoints.restore_generator(cfg, checkpoint_path=str(tmp_path / "nope" / "ckpt-1"))
+    run_dir.restore_generator(cfg, checkpoint_path=str(tmp_path / "nope" / "ckpt-1"))
   with pytest.raises(UserError, match="config.json does not exist"):
-    checkpoints.load_run_config(cfg.model_dir)
+    run_dir.load_run_config(cfg.model_dir)
 
 
-def test_run_config_round_trips_and_architecture_changes_are_listed(tmp_path):
+def test_run_config_round_trips(tmp_path):
   cfg = th.tiny_config(model_dir=str(tmp_path))
-  checkpoints.write_run_config(cfg, cfg.model_dir)
-  assert checkpoints.load_run_config(cfg.model_dir) == cfg
-  other = dataclasses.replace(cfg, gf_dim=16, d_attention_res=(8,), lr_g=1.0, train_steps=9)
-  assert checkpoints.architecture_changes(cfg, other) == [
-      "gf_dim: 8 -> 16", "d_attention_res: (16,) -> (8,)"]
-  # Empty channel multipliers mean the original rule: the same model.
-  explicit = dataclasses.replace(cfg, g_channel_mults=cfg.g_mults)
-  assert checkpoints.architecture_changes(cfg, explicit) == []
+  run_dir.write_run_config(cfg, cfg.model_dir)
+  assert run_dir.load_run_config(cfg.model_dir) == cfg
 
 
 def test_resolve_checkpoint_accepts_a_prefix_or_a_directory(tmp_path):
   model_dir = str(tmp_path)
   _, _, path = _saved_run(model_dir)
-  assert checkpoints.resolve_checkpoint(model_dir) == path
-  assert checkpoints.resolve_checkpoint("", path) == path
-  assert checkpoints.resolve_checkpoint("", model_dir) == path
-  assert checkpoints.resolve_checkpoint("", checkpoints.checkpoint_dir(model_dir)) == path
+  assert run_dir.resolve_checkpoint(model_dir) == path
+  assert run_dir.resolve_checkpoint("", path) == path
+  assert run_dir.resolve_checkpoint("", model_dir) == path
+  assert run_dir.resolve_checkpoint("", run_dir.checkpoint_dir(model_dir)) == path

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf.errors import UserError
-from sagan_tf.train import checkpoints, loop, setup
+from sagan_tf import run_dir
+from sagan_tf.train import loop, setup
 from sagan_tf.train.strategy import make_strategy
 
 import train_helpers as th
@@ -42,7 +43,7 @@ def test_model_dir_without_model_dir_is_refused():
 
 
 def test_model_dir_of_another_architecture_is_refused_by_config(tmp_path):
-  checkpoints.write_run_config(th.tiny_config(gf_dim=16), str(tmp_path))
+  run_dir.write_run_config(th.tiny_config(gf_dim=16), str(tmp_path))
   with pytest.raises(UserError, match=r"holds a run of a different architecture "
                                       r"\(gf_dim: 16 -> 8\); use a new --model_dir"):
     loop.train(th.tiny_config(model_dir=str(tmp_path)))
@@ -52,8 +53,8 @@ def test_model_dir_checkpoint_of_another_architecture_names_the_variables(tmp_pa
   # A checkpoint without config.json (e.g. copied over): the variables decide.
   other = th.tiny_config(model_dir=str(tmp_path), df_dim=16)
   models = setup.build_gan(other)
-  manager = checkpoints.make_manager(
-      checkpoints.make_checkpoint(models, tf.Variable(3, dtype=tf.int64)), other.model_dir, 1)
+  manager = run_dir.make_manager(
+      run_dir.make_checkpoint(models, tf.Variable(3, dtype=tf.int64)), other.model_dir, 1)
   manager.save(checkpoint_number=3)
   with pytest.raises(UserError, match=r"ckpt-3 is of a different architecture: "
                                       r"discriminator model/d_block2/sn_conv1/biases is \[32\] "
@@ -71,4 +72,4 @@ def test_missing_data_stops_before_training(tmp_path):
                        dataset=f"tfrecords:{tmp_path}/missing/train-*.tfrecords")
   with pytest.raises(UserError, match="matches no files"):
     loop.train(cfg)
-  assert checkpoints.latest_checkpoint(cfg.model_dir) is None
+  assert run_dir.latest_checkpoint(cfg.model_dir) is None

@@ -31,7 +31,7 @@ def _steps_logged(text):
 @pytest.mark.slow
 def test_sigkill_resumes_from_checkpoint_and_sigterm_checkpoints_first(tmp_path):
   import tensorflow as tf
-  from sagan_tf.train import checkpoints
+  from sagan_tf import run_dir
   model_dir = str(tmp_path / "run")
   cmd = th.train_command(*th.flag_args(model_dir=model_dir, train_steps=100_000,
                                        checkpoint_every_steps=2, g_attention_res=(),
@@ -40,12 +40,12 @@ def test_sigkill_resumes_from_checkpoint_and_sigterm_checkpoints_first(tmp_path)
   # 1. Killed with SIGKILL once a checkpoint exists.
   log1 = str(tmp_path / "first.txt")
   proc = th.popen(cmd, log1)
-  _wait_for(lambda _: checkpoints.latest_checkpoint(model_dir), proc, log1,
+  _wait_for(lambda _: run_dir.latest_checkpoint(model_dir), proc, log1,
             what="the first checkpoint")
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=60)
-  killed_at = checkpoints.latest_checkpoint(model_dir)
-  step_k = checkpoints.checkpoint_step(killed_at)
+  killed_at = run_dir.latest_checkpoint(model_dir)
+  step_k = run_dir.checkpoint_step(killed_at)
   assert step_k >= 2 and killed_at.endswith(f"ckpt-{step_k}")
 
   # 2. The same command resumes from that checkpoint's step; SIGTERM then
@@ -64,6 +64,6 @@ def test_sigkill_resumes_from_checkpoint_and_sigterm_checkpoints_first(tmp_path)
   assert stopped, text[-2000:]
   step_m = int(stopped.group(1))
   assert step_m > step_k
-  latest = checkpoints.latest_checkpoint(model_dir)
-  assert latest == stopped.group(2) and checkpoints.checkpoint_step(latest) == step_m
+  latest = run_dir.latest_checkpoint(model_dir)
+  assert latest == stopped.group(2) and run_dir.checkpoint_step(latest) == step_m
   assert tf.io.gfile.exists(latest + ".index")

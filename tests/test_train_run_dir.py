@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf.train import checkpoints, loop
+from sagan_tf import run_dir
+from sagan_tf.train import loop
 
 import train_helpers as th
 
@@ -21,15 +22,15 @@ def test_ram_model_dir_works_end_to_end_in_bfloat16():
                        precision="bfloat16")
   assert loop.train(cfg) == 0  # a non-finite bfloat16 loss would raise
   files = set(tf.io.gfile.listdir(model_dir))
-  assert tf.io.gfile.exists(checkpoints.config_path(model_dir))
+  assert tf.io.gfile.exists(run_dir.config_path(model_dir))
   assert any(f.startswith("events.out.tfevents") for f in files)
-  assert tf.io.gfile.exists(checkpoints.sample_path(model_dir, 2))
-  with tf.io.gfile.GFile(checkpoints.config_path(model_dir)) as f:
+  assert tf.io.gfile.exists(run_dir.sample_path(model_dir, 2))
+  with tf.io.gfile.GFile(run_dir.config_path(model_dir)) as f:
     assert json.load(f)["gf_dim"] == 8
-  assert checkpoints.load_run_config(model_dir) == cfg
-  latest = checkpoints.latest_checkpoint(model_dir)
-  assert latest.endswith("ckpt-2") and checkpoints.checkpoint_step(latest) == 2
-  generator, step = checkpoints.restore_generator(cfg)
+  assert run_dir.load_run_config(model_dir) == cfg
+  latest = run_dir.latest_checkpoint(model_dir)
+  assert latest.endswith("ckpt-2") and run_dir.checkpoint_step(latest) == 2
+  generator, step = run_dir.restore_generator(cfg)
   assert step == 2
   images = generator(tf.zeros([3, cfg.z_dim]), tf.range(3), training=False, update_u=False)
   assert images.shape == (3, 32, 32, 3) and np.all(np.isfinite(images.numpy()))
@@ -66,7 +67,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
                            r"stopped without saving that state; the last good checkpoint is "
                            r".*ckpt-2"):
     loop.Trainer(cfg, tf.distribute.get_strategy(), _nan_after(4, cfg)).run()
-  latest = checkpoints.latest_checkpoint(cfg.model_dir)
+  latest = run_dir.latest_checkpoint(cfg.model_dir)
   assert latest.endswith("ckpt-2")
   tables = th.read_checkpoint_tables(latest)
   assert all(np.all(np.isfinite(v)) for v in tables.values())

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from sagan_tf.config import Config
 from sagan_tf.models.generator import build_generator
-from sagan_tf.train import checkpoints
+from sagan_tf import run_dir
 
 
 def tiny_config(variant="original", **overrides):
@@ -49,13 +49,13 @@ def write_run(model_dir, cfg, step=3, ema=True):
   holding `generator`, `step` and (ema=True) `ema_generator`, with different
   weights. Returns (generator, ema_generator or None)."""
   cfg = dataclasses.replace(cfg, model_dir=model_dir)
-  checkpoints.write_run_config(cfg, model_dir)
+  run_dir.write_run_config(cfg, model_dir)
   g = perturbed_generator(cfg, 1)
-  parts = dict(generator=checkpoints.model_table(g), step=tf.Variable(step, dtype=tf.int64))
+  parts = dict(generator=run_dir.model_table(g), step=tf.Variable(step, dtype=tf.int64))
   e = None
   if ema:
     e = perturbed_generator(cfg, 2)
-    parts["ema_generator"] = checkpoints.model_table(e)
-  manager = checkpoints.make_manager(tf.train.Checkpoint(**parts), model_dir, 1)
+    parts["ema_generator"] = run_dir.model_table(e)
+  manager = run_dir.make_manager(tf.train.Checkpoint(**parts), model_dir, 1)
   manager.save(checkpoint_number=step)
   return g, e

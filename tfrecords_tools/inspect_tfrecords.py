@@ -152,7 +152,7 @@ def run(input_spec: str, *, num_classes: Optional[int] = None,
   for line in report.lines():
     print(line, file=out)
   if output_png and report.samples:
-    from sagan_tf.tools import image_grid
+    from sagan_tf import image_grid
     path = image_grid.save_image_grid(np.stack(report.samples), output_png,
                                       ncols=min(8, len(report.samples)))
     print(f"Wrote the first {len(report.samples)} images to {path}.", file=out)

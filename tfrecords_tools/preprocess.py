@@ -10,7 +10,8 @@ DCT (scale 1/2, 1/4 or 1/8, both sides kept >= image_size), and the bilinear
 resize does the rest. ILSVRC-sized JPEGs convert ~1.3x faster, large photos
 ~2.5x. The DCT reduction filters a little differently from PIL's
 antialiased bilinear: on smooth content the two results differ by ~2 grey
-levels on average, more on detail near the output resolution (notes_data.md).
+levels on average, more on detail near the output resolution (BUILD_NOTES.md,
+Data: the converters).
 """
 
 from __future__ import annotations

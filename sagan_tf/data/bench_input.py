@@ -55,8 +55,8 @@ def input_images_per_second(cfg, seconds: float = 10.0,
   """
   tmp = None
   try:
-    if cfg.dataset.startswith("tfrecords:") and tf.io.gfile.glob(
-        cfg.dataset.split(":", 1)[1]):
+    spec = pipeline.parse_dataset_spec(cfg.dataset)
+    if spec.kind == "tfrecords" and tf.io.gfile.glob(spec.arg):
       bench_cfg = cfg
     else:
       tmp = tempfile.mkdtemp(prefix="sagan_bench_input_")

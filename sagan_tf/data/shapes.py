@@ -6,7 +6,7 @@ proportionally at other sizes) and rotation, on a random smooth background
 (gradient plus low-frequency colour blobs), optionally textured (stripes,
 checks or noise). Colour, position, scale and rotation are drawn
 independently of the class, so only the shape's geometry tells the class
-(BUILD notes: notes_data.md, "shapes").
+(BUILD_NOTES.md, Data: the embedded shapes dataset).
 
 Rendering is numpy: a signed distance to each shape on a pixel grid at twice
 the resolution, a one-pixel linear edge, 2x2 area averaging down to the
@@ -27,6 +27,9 @@ from typing import Optional, Tuple
 
 from absl import logging
 import numpy as np
+
+from sagan_tf import image_grid
+from sagan_tf.errors import UserError
 
 NUM_CLASSES = 10
 CLASS_NAMES = ("circle", "square", "triangle", "ring", "cross", "star",
@@ -297,7 +300,6 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32,
 # --------------------------------------------------------------------- pools
 def _split_id(split: str) -> int:
   if split not in SPLITS:
-    from sagan_tf.errors import UserError
     raise UserError(f"The shapes dataset has no split {split!r}; choose one of "
                     f"{', '.join(SPLITS)}.")
   return SPLITS.index(split)
@@ -342,7 +344,6 @@ def shapes_pool(n: int, size: int = 32, seed: int = 0, *, split: str = "train",
     classes balanced (counts differ by at most one), in random order.
   """
   if not 1 <= num_classes <= NUM_CLASSES:
-    from sagan_tf.errors import UserError
     raise UserError(f"The shapes dataset has {NUM_CLASSES} classes; "
                     f"--num_classes={num_classes} must be between 1 and {NUM_CLASSES}.")
   return _cached_pool(int(n), int(size), int(seed), split, int(part), int(num_classes))
@@ -362,7 +363,6 @@ def class_grid(size: int = 32, per_class: int = 10, seed: int = 0) -> np.ndarray
 def write_shapes_grid(path: str, size: int = 32, per_class: int = 10, seed: int = 0,
                       scale: int = 4) -> str:
   """Saves a PNG with one row per class (nearest-upscaled by `scale`); returns path."""
-  from sagan_tf.tools import image_grid
   return image_grid.save_image_grid(class_grid(size, per_class, seed), path,
                                     ncols=per_class, scale=scale)
 
@@ -389,8 +389,9 @@ def make_shapes_dataset(
   --shuffle_buffer does not apply). The pool is the same in every input
   pipeline (seeded by `seed`); pipelines take disjoint index shards of it.
   """
-  import tensorflow as tf
-  from sagan_tf.data import records
+  # The renderer is numpy only; TensorFlow loads for the tf.data wrapper alone.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sagan_tf.data import records  # pylint: disable=g-import-not-at-top
 
   if split == "train":
     # Always the training pool itself; evaluation may ask for a slice of it

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf.data import shapes
 from sagan_tf.errors import UserError
 
 INCEPTION_MODULE = "tensorflow/tfgan/eval/inception/1"
@@ -222,7 +223,6 @@ def _shapes_model(image_size: int, num_classes: int, seed: int):
 
 def _heldout_shapes(n: int, size: int, seed: int, part: int):
   """Shapes of the data's "heldout" split, which GAN training never reads."""
-  from sagan_tf.data import shapes  # pylint: disable=g-import-not-at-top
   return shapes.shapes_pool(n, size, seed, split="heldout", part=part)
 
 

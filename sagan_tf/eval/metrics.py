@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf.eval import tfgan
+
 
 # --------------------------------------------------------------- one-shot (TF-GAN)
 def classifier_score(logits) -> float:
@@ -35,13 +37,11 @@ def classifier_score(logits) -> float:
   Fed float64 (TF-GAN casts to float64 inside anyway), so the result is not
   rounded back to float32 on the way out.
   """
-  from sagan_tf.eval import tfgan  # pylint: disable=g-import-not-at-top
   return float(tfgan.classifier_score_from_logits(tf.cast(logits, tf.float64)))
 
 
 def frechet_distance_from_activations(activations1, activations2) -> float:
   """FID / FCD of activations [N1, D] and [N2, D]: TF-GAN's function (float64)."""
-  from sagan_tf.eval import tfgan  # pylint: disable=g-import-not-at-top
   return float(tfgan.frechet_classifier_distance_from_activations(
       tf.cast(activations1, tf.float64), tf.cast(activations2, tf.float64)))
 

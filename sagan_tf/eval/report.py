@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional
 
+from sagan_tf.data.shapes import CLASS_NAMES
+
 # The demo's measured targets (issue 5): the generated shapes must be
 # recognisable as their conditioning class, and the FCD must fall 100-fold.
 TARGET_CLASS_CONSISTENCY = 0.75
@@ -38,7 +40,6 @@ def _short(value: float) -> str:
 
 
 def _class_name(index: str) -> str:
-  from sagan_tf.data.shapes import CLASS_NAMES  # pylint: disable=g-import-not-at-top
   i = int(index)
   return CLASS_NAMES[i] if 0 <= i < len(CLASS_NAMES) else index
 

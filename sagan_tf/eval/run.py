@@ -28,9 +28,7 @@ MODEL_DIR/eval; `--watch` evaluates each new checkpoint as training writes it
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import time
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -39,46 +37,23 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import config as config_lib
+from sagan_tf import data
+from sagan_tf import run_dir
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers, metrics, published, stats_cache, stream
 
-# Fields an eval invocation may change on top of the run's config.json.
-EVAL_FIELDS = ("num_samples", "eval_batch_size", "inception_path", "stats_dir",
-               "intra_fid_classes", "use_ema", "classifier", "watch",
-               "compare_published", "seed", "checkpoint", "eval_split", "dataset",
-               "tfds_data_dir", "log_every_secs")
-
-EVAL_SUBDIR = "eval"
-
-
 # ------------------------------------------------------------------- config
-def eval_config(cli_cfg: config_lib.Config) -> config_lib.Config:
-  """The run's config.json, with the eval fields the command line changed.
-
-  A field counts as changed when it was typed (cli_cfg.command_line) or, for
-  a Config not built from flags, when it differs from its preset's default.
-  """
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = checkpoints.load_run_config(cli_cfg.model_dir)
-  if cli_cfg.command_line is not None:
-    changed = [f for f in EVAL_FIELDS if f in cli_cfg.command_line]
-  else:
-    defaults = config_lib.Config.preset(cli_cfg.preset)
-    changed = [f for f in EVAL_FIELDS if getattr(cli_cfg, f) != getattr(defaults, f)]
-  overrides = {f: getattr(cli_cfg, f) for f in changed}
-  return dataclasses.replace(run_cfg, model_dir=cli_cfg.model_dir, **overrides)
-
-
-def eval_dir(cfg) -> str:
-  return os.path.join(cfg.model_dir, EVAL_SUBDIR)
+def eval_config(cli_cfg: config_lib.Config, typed=None) -> config_lib.Config:
+  """The run's config.json with what the user typed on top (config.merge)."""
+  return run_dir.run_config("eval", cli_cfg, typed)
 
 
 def stats_dir(cfg) -> str:
-  return cfg.stats_dir or eval_dir(cfg)
+  return cfg.stats_dir or run_dir.eval_dir(cfg.model_dir)
 
 
 def _is_shapes(cfg) -> bool:
-  return cfg.dataset.split(":", 1)[0] == "shapes"
+  return data.parse_dataset_spec(cfg.dataset).kind == "shapes"
 
 
 def choose_classifier(cfg, strategy=None, save: bool = True) -> classifiers.Classifier:
@@ -107,7 +82,6 @@ def _intra(cfg, classifier) -> Tuple[int, ...]:
 
 # -------------------------------------------------------------------- real
 def _real_batches(cfg, num_images: int, part: int) -> Iterator:
-  from sagan_tf import data  # pylint: disable=g-import-not-at-top
   dataset = data.real_images_for_eval(cfg, num_images, part=part)
   try:
     for images, labels in dataset:
@@ -218,16 +192,11 @@ class Evaluator:
     return result
 
 
-def result_path(cfg, step: int) -> str:
-  """MODEL_DIR/eval/step_XXXXXXX.json."""
-  return os.path.join(eval_dir(cfg), f"step_{int(step):07d}.json")
-
-
 def write_result(cfg, result: Dict) -> str:
   """MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars eval/<metric>."""
-  directory = eval_dir(cfg)
+  directory = run_dir.eval_dir(cfg.model_dir)
   tf.io.gfile.makedirs(directory)
-  path = result_path(cfg, result["step"])
+  path = run_dir.eval_result_path(cfg.model_dir, result["step"])
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
   writer = tf.summary.create_file_writer(directory)
@@ -242,7 +211,7 @@ def write_result(cfg, result: Dict) -> str:
 
 def read_result(cfg, step: int) -> Optional[Dict]:
   """The JSON write_result wrote for `step`, or None when there is none."""
-  path = result_path(cfg, step)
+  path = run_dir.eval_result_path(cfg.model_dir, step)
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
@@ -277,29 +246,30 @@ def _summary(result: Dict) -> str:
 
 # -------------------------------------------------------------------- mode
 def _checkpoints_to_evaluate(cfg) -> Iterator[str]:
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
   if not cfg.watch:
-    yield checkpoints.resolve_checkpoint(cfg.model_dir, cfg.checkpoint or None)
+    yield run_dir.resolve_checkpoint(cfg.model_dir, cfg.checkpoint or None)
     return
   logging.info("Watching %s for new checkpoints (until step %d).",
-               checkpoints.checkpoint_dir(cfg.model_dir), cfg.train_steps)
-  for path in tf.train.checkpoints_iterator(checkpoints.checkpoint_dir(cfg.model_dir),
+               run_dir.checkpoint_dir(cfg.model_dir), cfg.train_steps)
+  for path in tf.train.checkpoints_iterator(run_dir.checkpoint_dir(cfg.model_dir),
                                             min_interval_secs=10):
     yield path
 
 
-def evaluate(cli_cfg) -> int:
-  """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch."""
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
+def evaluate(cli_cfg, typed=None) -> int:
+  """The eval mode: latest (or --checkpoint) checkpoint, or each new one with --watch.
+
+  typed: the fields the user typed (see config.merge).
+  """
   from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
-  cfg = eval_config(cli_cfg)
+  cfg = eval_config(cli_cfg, typed)
   # The eval batch is split over the replicas (padded when it does not
   # divide); the training batch does not matter here.
   strategy = make_strategy(cfg, check_batch=False)
   evaluator = Evaluator(cfg, strategy)
   for path in _checkpoints_to_evaluate(cfg):
-    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
-                                                    strategy=strategy)
+    generator, step = run_dir.restore_generator(cfg, path, use_ema=cfg.use_ema,
+                                                strategy=strategy)
     result = evaluate_generator(cfg, generator, step, evaluator)
     if evaluator.chief:
       print(f"eval step {step}: {_summary(result)}", flush=True)

@@ -24,7 +24,7 @@ from absl import logging
 from sagan_tf.eval import metrics
 
 
-class Progress:
+class StreamProgress:
   """Logs `done/total`, images/s and ETA at most every `every_secs` seconds."""
 
   def __init__(self, total: int, what: str, every_secs: float = 30.0):
@@ -74,7 +74,7 @@ def accumulate_outputs(outputs: Iterable[Tuple[Mapping[str, object], Optional[ob
   outputs: ({'features': [B, D], 'logits': [B, C]}, int labels [B] or None).
   """
   acc = metrics.EvalAccumulator(feature_dim, num_logits, intra_classes)
-  progress = Progress(num_samples, what, log_every_secs)
+  progress = StreamProgress(num_samples, what, log_every_secs)
   for out, labels in outputs:
     take = min(int(out["features"].shape[0]), num_samples - acc.count)
     if take <= 0:

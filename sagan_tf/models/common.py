@@ -7,6 +7,9 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from sagan_tf.layers.attention import SelfAttention
+from sagan_tf.layers.spectral_norm import SNLayer
+
 TF1_ROOT = "model"
 
 
@@ -58,7 +61,6 @@ class TF1NamedModel(keras.Model):
 
   def sn_layers(self):
     """Every spectral-normalised layer (they own the `u` vectors)."""
-    from sagan_tf.layers.spectral_norm import SNLayer
     return [l for l in self._flatten_layers(include_self=False, recursive=True)
             if isinstance(l, SNLayer)]
 
@@ -66,6 +68,5 @@ class TF1NamedModel(keras.Model):
     return {f"{TF1_ROOT}/{l.tf1_scope}/u": l.u for l in self.sn_layers()}
 
   def attention_layers(self):
-    from sagan_tf.layers.attention import SelfAttention
     return [l for l in self._flatten_layers(include_self=False, recursive=True)
             if isinstance(l, SelfAttention)]

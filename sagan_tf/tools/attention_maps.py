@@ -34,8 +34,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import image_grid as grid_lib
+from sagan_tf import run_dir
 from sagan_tf.errors import UserError
-from sagan_tf.tools import image_grid as grid_lib
+from sagan_tf.export import sample_latents
 from sagan_tf.tools import run_generator
 
 OUTPUT_SUBDIR = "attention"
@@ -173,7 +175,7 @@ def _attention_rows(generator, z: np.ndarray, labels: np.ndarray, queries,
   for i in range(0, len(labels), BATCH):
     x, attn = generator(tf.constant(z[i:i + BATCH]), tf.constant(labels[i:i + BATCH], tf.int32),
                         training=False, update_u=False, return_attention=True)
-    images.append(grid_lib.to_uint8(x.numpy()))
+    images.append(grid_lib.to_rgb_uint8(x.numpy()))
     for name, probs in attn.items():
       grid = int(round(np.sqrt(probs.shape[1])))
       idx = [query_index(y, xx, image_size, grid) for y, xx in queries]
@@ -183,7 +185,6 @@ def _attention_rows(generator, z: np.ndarray, labels: np.ndarray, queries,
 
 def write_attention_maps(generator, cfg, output_dir: str) -> Dict[str, List[str]]:
   """The PNGs of the module docstring for every attention layer; {layer: paths}."""
-  from sagan_tf.export import sample_latents  # pylint: disable=g-import-not-at-top
   if not generator.attention_layers():
     raise UserError("This run's generator has no self-attention layer (--g_attention_res "
                     "was empty), so there is nothing to draw.")
@@ -214,9 +215,9 @@ def write_attention_maps(generator, cfg, output_dir: str) -> Dict[str, List[str]
   return written
 
 
-def attention(cfg) -> int:
+def attention(cfg, typed=None) -> int:
   """`./run.sh attention`: attention-map pictures of a run's generator."""
-  run_cfg, generator, step, source = run_generator.restore(cfg)
+  run_cfg, generator, step, source = run_dir.restore_for_mode(cfg, "attention", typed)
   output_dir = cfg.output_dir or os.path.join(cfg.model_dir, OUTPUT_SUBDIR)
   written = write_attention_maps(generator, run_cfg, output_dir)
   logging.info("Attention maps of the %s at step %d: %s", source["weights"], step,

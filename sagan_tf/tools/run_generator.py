@@ -1,44 +1,13 @@
-"""The trained generator of a run directory, for export, sample and attention.
+"""Choices shared by the sample and attention tools: which classes, which truncation.
 
-The architecture comes from the run's config.json (what training wrote);
-from the command line only the tool settings are taken (TOOL_FIELDS), so
-`./run.sh sample --model_dir=runs/x` works whatever preset trained runs/x.
+(Their run's Config and generator come from sagan_tf.run_dir.restore_for_mode.)
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Dict, Tuple
+from typing import Tuple
 
-from absl import logging
-
-TOOL_FIELDS = ("model_dir", "export_dir", "checkpoint", "use_ema", "output_dir", "labels",
-               "queries", "truncation", "num_images", "seed")
-
-
-def tool_config(cfg):
-  """The run's stored Config with cfg's tool fields (and float32 precision)."""
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = checkpoints.load_run_config(cfg.model_dir)
-  return dataclasses.replace(run_cfg, precision="float32",
-                             **{f: getattr(cfg, f) for f in TOOL_FIELDS})
-
-
-def restore(cfg) -> Tuple[object, object, int, Dict[str, str]]:
-  """(run config, float32 generator, step, {"checkpoint": path, "weights": part}).
-
-  Weights are the EMA generator's when cfg.use_ema and the checkpoint has one.
-  Raises UserError (from sagan_tf.train.checkpoints) when model_dir is not a
-  run, has no checkpoint, or the checkpoint does not fit the stored config.
-  """
-  from sagan_tf.train import checkpoints  # pylint: disable=g-import-not-at-top
-  run_cfg = tool_config(cfg)
-  path = checkpoints.resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
-  has_ema = checkpoints.read_checkpoint(path).has("ema_generator")
-  generator, step = checkpoints.restore_generator(run_cfg, path, use_ema=cfg.use_ema)
-  weights = "ema_generator" if cfg.use_ema and has_ema else "generator"
-  logging.info("Using the %s weights of %s (step %d).", weights, path, step)
-  return run_cfg, generator, step, {"checkpoint": path, "weights": weights}
+from sagan_tf.errors import UserError
 
 
 def choose_labels(labels, num_classes: int, default_count: int) -> Tuple[int, ...]:
@@ -46,7 +15,6 @@ def choose_labels(labels, num_classes: int, default_count: int) -> Tuple[int, ..
 
   Raises UserError naming the label and the model's class range.
   """
-  from sagan_tf.errors import UserError  # pylint: disable=g-import-not-at-top
   if labels:
     bad = [int(l) for l in labels if not 0 <= int(l) < num_classes]
     if bad:
@@ -61,7 +29,6 @@ def choose_labels(labels, num_classes: int, default_count: int) -> Tuple[int, ..
 
 def check_truncation(truncation: float) -> float:
   """UserError unless 0 < truncation <= 1 (see sagan_tf.export.sample_latents)."""
-  from sagan_tf.errors import UserError  # pylint: disable=g-import-not-at-top
   if not 0.0 < truncation <= 1.0:
     raise UserError(f"--truncation={truncation} must be in (0, 1]: 1 samples z ~ N(0,1), "
                     "t < 1 samples t * (N(0,1) truncated to [-2, 2]).")

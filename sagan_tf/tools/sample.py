@@ -30,9 +30,11 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import image_grid as grid_lib
+from sagan_tf import run_dir
+from sagan_tf.export import sample_latents
 from sagan_tf.layers.attention import SelfAttention
 from sagan_tf.models.common import upsample_2x
-from sagan_tf.tools import image_grid as grid_lib
 from sagan_tf.tools import run_generator
 
 OUTPUT_SUBDIR = "samples_tool"
@@ -109,7 +111,6 @@ def _generate(generator, z, labels, batch: int = 64) -> np.ndarray:
 
 
 def _latents(n: int, z_dim: int, seed: int, truncation: float) -> np.ndarray:
-  from sagan_tf.export import sample_latents  # pylint: disable=g-import-not-at-top
   return sample_latents(n, z_dim, seed, truncation).numpy()
 
 
@@ -152,9 +153,9 @@ def write_samples(generator, cfg, output_dir: str) -> dict:
   return paths
 
 
-def sample(cfg) -> int:
+def sample(cfg, typed=None) -> int:
   """`./run.sh sample`: sample grids and interpolations of a run's generator."""
-  run_cfg, generator, step, source = run_generator.restore(cfg)
+  run_cfg, generator, step, source = run_dir.restore_for_mode(cfg, "sample", typed)
   output_dir = cfg.output_dir or os.path.join(cfg.model_dir, OUTPUT_SUBDIR)
   paths = write_samples(generator, run_cfg, output_dir)
   logging.info("Wrote %d PNGs of the %s at step %d to %s: %s", len(paths), source["weights"],

@@ -6,7 +6,7 @@ runs cfg.steps_per_loop iterations on device) and, between calls, does what
 a run needs around it:
 
 * checkpoints every --checkpoint_every_steps and --checkpoint_every_secs,
-  keeping --keep_checkpoints (checkpoints.py has the layout); re-running the
+  keeping --keep_checkpoints (run_dir.py has the layout); re-running the
   same command resumes from the latest one;
 * TensorBoard scalars every --summary_every_steps, a fixed-z sample grid
   every --sample_every_steps (TensorBoard and model_dir/samples/), and a
@@ -41,9 +41,13 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import config as config_lib
+from sagan_tf import run_dir
+from sagan_tf.data import make_dataset, translate_data_error
 from sagan_tf.errors import UserError
-from sagan_tf.tools.image_grid import image_grid, save_image_grid
-from sagan_tf.train import checkpoints
+from sagan_tf.eval import report
+from sagan_tf.eval import run as eval_run
+from sagan_tf.image_grid import image_grid, save_image_grid
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.train.strategy import make_strategy, worker_info
@@ -126,13 +130,15 @@ def _every(step_before: int, step_after: int, every: int) -> bool:
 
 
 # -------------------------------------------------------------------- train
-def train(cfg, dataset_fn: Optional[Callable] = None) -> int:
+def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   """Trains cfg from scratch or from the latest checkpoint in cfg.model_dir.
 
   Args:
     cfg: the validated Config.
     dataset_fn: optional `fn(input_context) -> tf.data.Dataset` of per-replica
       batches (tests); default `data.make_dataset(cfg, input_context)`.
+    typed: the fields the user typed (config.merge; None = cfg's
+      differences from its preset).
   Returns:
     0 when training reached cfg.train_steps; 128 + signum after a checkpoint
     on SIGTERM / SIGINT; 42 after a preemption checkpoint under
@@ -143,6 +149,7 @@ def train(cfg, dataset_fn: Optional[Callable] = None) -> int:
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
+  cfg = config_lib.merge("train", cfg, typed)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
 
@@ -164,10 +171,10 @@ class Trainer:
   # ---------------------------------------------------------------- set-up
   def _check_stored_config(self) -> bool:
     """Refuses an architecture change against model_dir/config.json; True if one exists."""
-    if not checkpoints.has_run_config(self.model_dir):
+    if not run_dir.has_run_config(self.model_dir):
       return False
-    stored = checkpoints.load_run_config(self.model_dir)
-    changes = checkpoints.architecture_changes(stored, self.cfg)
+    stored = run_dir.load_run_config(self.model_dir)
+    changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("refused"))
     if changes:
       raise UserError(
           f"--model_dir={self.model_dir} holds a run of a different architecture "
@@ -184,7 +191,6 @@ class Trainer:
     if self.dataset_fn is not None:
       fn = self.dataset_fn
     else:
-      from sagan_tf.data import make_dataset  # pylint: disable=g-import-not-at-top
       fn = lambda ctx: make_dataset(cfg, ctx, seed=seed)  # noqa: E731
     dataset = self.strategy.distribute_datasets_from_function(fn)
     iterator = iter(dataset)
@@ -199,7 +205,6 @@ class Trainer:
 
   @staticmethod
   def _data_error(error: tf.errors.OpError):
-    from sagan_tf.data import translate_data_error  # pylint: disable=g-import-not-at-top
     translated = translate_data_error(error)
     if translated is None:
       return error
@@ -230,14 +235,14 @@ class Trainer:
     worker then counts from the same number after any number of restarts.
     """
     if self.chief:
-      return checkpoints.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints)
+      return run_dir.make_manager(checkpoint, self.model_dir, self.cfg.keep_checkpoints)
     self.scratch_dir = tempfile.mkdtemp(prefix=f"sagan_tf_worker{self.task_id}_")
 
     def init_fn():
       if resumed_from:
         checkpoint.restore(resumed_from).expect_partial()
 
-    return checkpoints.make_manager(checkpoint, self.model_dir, 1, directory=self.scratch_dir,
+    return run_dir.make_manager(checkpoint, self.model_dir, 1, directory=self.scratch_dir,
                                     init_fn=init_fn)
 
   def _clear_scratch(self, remove: bool = False):
@@ -251,15 +256,15 @@ class Trainer:
   def run(self) -> int:
     cfg = self.cfg
     had_config = self._check_stored_config()
-    latest = checkpoints.latest_checkpoint(self.model_dir)
-    start_hint = checkpoints.checkpoint_step(latest) if latest else 0
+    latest = run_dir.latest_checkpoint(self.model_dir)
+    start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
 
     models, step_var = self._build()
     self.models, self.step_var = models, step_var
-    checkpoint = checkpoints.make_checkpoint(models, step_var)
+    checkpoint = run_dir.make_checkpoint(models, step_var)
     if latest:
-      start = checkpoints.restore_for_training(checkpoint, latest, models)
+      start = run_dir.restore_for_training(checkpoint, latest, models)
       logging.info("Resuming from %s at step %d of %d.", latest, start, cfg.train_steps)
     else:
       start = 0
@@ -277,7 +282,7 @@ class Trainer:
                 checkpoint) -> int:
     cfg = self.cfg
     if self.chief:
-      checkpoints.write_run_config(cfg, self.model_dir)
+      run_dir.write_run_config(cfg, self.model_dir)
     self._log_model_sizes()
 
     if start >= cfg.train_steps:
@@ -413,7 +418,7 @@ class Trainer:
   def _stop_non_finite(self, before: int, step: int, metrics: Dict[str, float]):
     where = f"step {step}" if step - before == 1 else f"steps {before + 1}..{step}"
     losses = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("d_loss", "g_loss") if k in metrics)
-    good = checkpoints.latest_checkpoint(self.model_dir)
+    good = run_dir.latest_checkpoint(self.model_dir)
     kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
     raise NonFiniteLossError(
         f"Non-finite loss at {where} ({losses}): training stopped without saving that "
@@ -455,7 +460,7 @@ class Trainer:
     images = self.sample_fn().numpy()  # every worker (same steps), chief writes
     if not self.chief:
       return
-    path = save_image_grid(images, checkpoints.sample_path(self.model_dir, step),
+    path = save_image_grid(images, run_dir.sample_path(self.model_dir, step),
                            ncols=SAMPLE_COLUMNS, scale=2)
     with self.writer.as_default(step=step):
       tf.summary.image("samples", image_grid(images, SAMPLE_COLUMNS)[None], step=step)
@@ -490,7 +495,6 @@ class Trainer:
     beside the step-0 result. Returns the Evaluator (classifier and real
     statistics) for reuse. Generation and scoring run over the strategy's
     replicas; every worker takes part, the chief writes and prints."""
-    from sagan_tf.eval import report, run as eval_run  # pylint: disable=g-import-not-at-top
     cfg = self.cfg
     try:
       evaluator = evaluator or eval_run.Evaluator(cfg, self.strategy)
@@ -499,8 +503,8 @@ class Trainer:
     # A collective after the save: once every worker is here, the chief's
     # save has returned and its checkpoint is complete; all read that one.
     self._agree(True)
-    path = checkpoints.latest_checkpoint(self.model_dir)
-    generator, step = checkpoints.restore_generator(cfg, path, use_ema=cfg.use_ema,
+    path = run_dir.latest_checkpoint(self.model_dir)
+    generator, step = run_dir.restore_generator(cfg, path, use_ema=cfg.use_ema,
                                                     strategy=self.strategy)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
     if not first and self.chief:

@@ -60,7 +60,7 @@ def replica_info():
   return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
 
 
-def sample_latents(cfg, step, draw: int, per_replica_batch: int):
+def generator_inputs(cfg, step, draw: int, per_replica_batch: int):
   """z [b, z_dim] ~ N(0,1) and fake labels [b] ~ U{0..C-1} for this replica.
 
   Stateless: a function of (cfg.seed, step, draw). The GLOBAL batch is drawn
@@ -169,10 +169,10 @@ def replica_iteration(models: GANModels, cfg, gradient_fns, real_batches, step):
   """G step then cfg.d_steps D steps (one real batch each), in a replica context."""
   g_fn, d_fn = gradient_fns
   per_replica = real_batches[0][0].shape[0]
-  z, y = sample_latents(cfg, step, 0, per_replica)
+  z, y = generator_inputs(cfg, step, 0, per_replica)
   g_metrics = generator_step(models, z, y, g_fn)
   for k, (x_real, y_real) in enumerate(real_batches):
-    z, y = sample_latents(cfg, step, 1 + k, per_replica)
+    z, y = generator_inputs(cfg, step, 1 + k, per_replica)
     d_metrics = discriminator_step(models, z, y, x_real, y_real, d_fn)
   return {
       "d_loss": d_metrics["d_loss"], "d_loss_real": d_metrics["d_loss_real"],

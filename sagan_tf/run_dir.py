@@ -1,4 +1,4 @@
-"""The run directory and its checkpoints: layout, writing, restoring, checking.
+"""The run directory every mode uses: its layout, config.json, checkpoints.
 
 Layout of `--model_dir` (a local path, gs:// or ram://; every access goes
 through tf.io.gfile):
@@ -6,8 +6,16 @@ through tf.io.gfile):
     config.json        the Config of the run (written by training)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
-    eval/, export/     written by the eval and export modes
+    eval/              step_XXXXXXX.json results, TensorBoard scalars, real-
+                       image statistics (the eval mode)
+    export/<step>/     SavedModel versions (the export mode; --export_dir)
+    samples_tool/, attention/   PNGs of the sample and attention tools
+                       (their OUTPUT_SUBDIR; --output_dir)
     events.out.tfevents.*   TensorBoard scalars and images
+
+A mode that reads a trained run gets its Config from `run_config` (the run's
+config.json merged with what the user typed, config.merge) and its
+generator from `restore_for_mode`.
 
 A checkpoint holds `tf.train.Checkpoint(generator=, discriminator=,
 g_optimizer=, d_optimizer=, step=[, ema_generator=])`. The three models are
@@ -20,7 +28,7 @@ table also makes a checkpoint independent of the models' Python attribute
 layout and lets an architecture mismatch be reported by TF1 name. The
 optimisers are Keras objects (their slot variables are tracked). `step` is
 the iteration counter, which is also the whole random state of z and fake-
-label sampling (`step.sample_latents` is stateless).
+label sampling (`step.generator_inputs` is stateless).
 """
 
 from __future__ import annotations
@@ -37,20 +45,17 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
+from sagan_tf.models.generator import build_generator
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
+EVAL_SUBDIR = "eval"
+EXPORT_SUBDIR = "export"
 CHECKPOINT_PREFIX = "ckpt"
 
 # Children of the tf.train.Checkpoint that hold models (as TF1-name tables).
 MODEL_PARTS = ("generator", "discriminator", "ema_generator")
-
-# Config fields that decide which variables of G and D exist and their
-# shapes. A run directory's checkpoints only fit a config that agrees on all.
-ARCHITECTURE_FIELDS = ("image_size", "num_classes", "z_dim", "gf_dim", "df_dim",
-                       "g_channel_mults", "d_channel_mults", "g_attention_res",
-                       "d_attention_res", "attention_variant")
 
 
 # ------------------------------------------------------------------ layout
@@ -73,6 +78,20 @@ def samples_dir(model_dir: str) -> str:
 
 def sample_path(model_dir: str, step: int) -> str:
   return _join(samples_dir(model_dir), f"step_{int(step):07d}.png")
+
+
+def eval_dir(model_dir: str) -> str:
+  return _join(model_dir, EVAL_SUBDIR)
+
+
+def eval_result_path(model_dir: str, step: int) -> str:
+  """MODEL_DIR/eval/step_XXXXXXX.json."""
+  return _join(eval_dir(model_dir), f"step_{int(step):07d}.json")
+
+
+def export_root(cfg) -> str:
+  """Where export writes its version folders: --export_dir, else MODEL_DIR/export."""
+  return cfg.export_dir or _join(cfg.model_dir, EXPORT_SUBDIR)
 
 
 # ------------------------------------------------------------------ config
@@ -118,26 +137,11 @@ def load_run_config(model_dir: str) -> config_lib.Config:
   return cfg
 
 
-def architecture_changes(stored, cfg) -> List[str]:
-  """'field: stored -> new' for every architecture field that differs.
-
-  Turning the EMA on or off is not an architecture change: a resumed run
-  without EMA ignores the stored one, one with EMA starts it from G.
-  """
-  changes = []
-  for name in ARCHITECTURE_FIELDS:
-    old, new = getattr(stored, name), getattr(cfg, name)
-    if name in ("g_channel_mults", "d_channel_mults"):
-      # Empty means "the original rule": compare what the model builds.
-      old = stored.g_mults if name == "g_channel_mults" else stored.d_mults
-      new = cfg.g_mults if name == "g_channel_mults" else cfg.d_mults
-    if _normalise(old) != _normalise(new):
-      changes.append(f"{name}: {_normalise(old)} -> {_normalise(new)}")
-  return changes
-
-
-def _normalise(value):
-  return tuple(value) if isinstance(value, (list, tuple)) else value
+def run_config(mode: str, cfg, typed=None):
+  """The Config of `mode` on the run in cfg.model_dir: its config.json with
+  what the user typed on top (config.merge; typed None = cfg's differences
+  from its preset). Raises UserError when model_dir holds no run."""
+  return config_lib.merge(mode, cfg, typed, stored=load_run_config(cfg.model_dir))
 
 
 # ------------------------------------------------------------ checkpoints
@@ -322,7 +326,6 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
     UserError: no checkpoint, unreadable checkpoint, or one of a different
       architecture (naming the variables that differ).
   """
-  from sagan_tf.models.generator import build_generator  # pylint: disable=g-import-not-at-top
   path = resolve_checkpoint(cfg.model_dir, checkpoint_path or cfg.checkpoint or None)
   stored = read_checkpoint(path)
   part = "ema_generator" if use_ema and stored.has("ema_generator") else "generator"
@@ -335,6 +338,25 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
   logging.info("Restored the %s weights of %s (step %s).",
                "EMA generator" if part == "ema_generator" else "generator", path, stored.step)
   return generator, int(stored.step or 0)
+
+
+def restore_for_mode(cfg, mode: str, typed=None
+                     ) -> Tuple[config_lib.Config, object, int, Dict[str, str]]:
+  """(run config, float32 generator, step, {"checkpoint": path, "weights": part})
+  for export, sample and attention.
+
+  The config is run_config(mode, cfg, typed) in float32; the weights are the
+  EMA generator's when it says use_ema and the checkpoint has one. Raises
+  UserError when model_dir is not a run, has no checkpoint, or the checkpoint
+  does not fit the stored config.
+  """
+  run_cfg = dataclasses.replace(run_config(mode, cfg, typed), precision="float32")
+  path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
+  has_ema = read_checkpoint(path).has("ema_generator")
+  generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+  weights = "ema_generator" if run_cfg.use_ema and has_ema else "generator"
+  logging.info("Using the %s weights of %s (step %d).", weights, path, step)
+  return run_cfg, generator, step, {"checkpoint": path, "weights": weights}
 
 
 def restore_for_training(checkpoint: tf.train.Checkpoint, path: str, models) -> int:

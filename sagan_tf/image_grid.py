@@ -1,4 +1,7 @@
-"""Image grids as arrays and PNG files (local or gs://, through tf.io.gfile)."""
+"""Image grids as arrays and PNG files (local or gs://, through tf.io.gfile).
+
+numpy only until a PNG is written (TensorFlow is imported there).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Optional
 import numpy as np
 
 
-def to_uint8(images) -> np.ndarray:
-  """uint8 images unchanged; float images in [-1, 1] -> round((x + 1) * 255 / 2).
+def to_rgb_uint8(images) -> np.ndarray:
+  """numpy; uint8 images unchanged; float images in [-1, 1] -> round((x + 1) * 255 / 2).
 
   Args:
     images: [N, H, W, C] (C = 1 or 3) uint8, or float in [-1, 1] (numpy or tf).
@@ -31,7 +34,7 @@ def image_grid(images, ncols: Optional[int] = None, *, pad: int = 1,
   """Tiles images row by row into one image.
 
   Args:
-    images: [N, H, W, C] uint8, or float in [-1, 1] (see to_uint8).
+    images: [N, H, W, C] uint8, or float in [-1, 1] (see to_rgb_uint8).
     ncols: images per row (default: ceil(sqrt(N))). Unfilled cells are pad_value.
     pad: pixels between and around images (before scaling).
     pad_value: grey level of the padding, 0..255.
@@ -39,7 +42,7 @@ def image_grid(images, ncols: Optional[int] = None, *, pad: int = 1,
   Returns:
     uint8 [rows * (H + pad) + pad, ncols * (W + pad) + pad, 3] times scale.
   """
-  x = to_uint8(images)
+  x = to_rgb_uint8(images)
   n, h, w, _ = x.shape
   if n == 0:
     raise ValueError("image_grid needs at least one image")
@@ -59,7 +62,7 @@ def image_grid(images, ncols: Optional[int] = None, *, pad: int = 1,
 def save_image_grid(images, path: str, ncols: Optional[int] = None, *, pad: int = 1,
                     pad_value: int = 255, scale: int = 1) -> str:
   """Writes image_grid(...) as a PNG to `path` (parent folders created); returns path."""
-  import tensorflow as tf
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # numpy-only callers skip it
   grid = image_grid(images, ncols, pad=pad, pad_value=pad_value, scale=scale)
   parent = path.rsplit("/", 1)[0] if "/" in path else ""
   if parent and not tf.io.gfile.exists(parent):
