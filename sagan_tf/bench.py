@@ -72,7 +72,7 @@ from sagan_tf.eval import run as eval_run
 from sagan_tf.models.generator import build_generator
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
-from sagan_tf.train.strategy import make_strategy
+from sagan_tf.strategy import make_strategy
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS

@@ -6,7 +6,7 @@ import tensorflow as tf
 from sagan_tf.errors import UserError
 from sagan_tf import run_dir
 from sagan_tf.train import loop, setup
-from sagan_tf.train.strategy import make_strategy
+from sagan_tf.strategy import make_strategy
 
 import train_helpers as th
 

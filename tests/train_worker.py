@@ -17,7 +17,7 @@ from absl import logging
 import numpy as np
 
 from sagan_tf.train import loop
-from sagan_tf.train.strategy import make_strategy
+from sagan_tf.strategy import make_strategy
 from train_helpers import tiny_config
 
 

@@ -39,6 +39,7 @@ from absl import logging
 from sagan_tf import config as config_lib
 from sagan_tf import data
 from sagan_tf import run_dir
+from sagan_tf.strategy import make_strategy, worker_info
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers, metrics, published, stats_cache, stream
 
@@ -134,7 +135,6 @@ class Evaluator:
   """
 
   def __init__(self, cfg, strategy=None):
-    from sagan_tf.train.strategy import worker_info  # pylint: disable=g-import-not-at-top
     self.cfg = cfg
     self.strategy = strategy or tf.distribute.get_strategy()
     self.chief = worker_info(self.strategy)[2]  # writes caches and results
@@ -261,7 +261,6 @@ def evaluate(cli_cfg, typed=None) -> int:
 
   typed: the fields the user typed (see config.merge).
   """
-  from sagan_tf.train.strategy import make_strategy  # pylint: disable=g-import-not-at-top
   cfg = eval_config(cli_cfg, typed)
   # The eval batch is split over the replicas (padded when it does not
   # divide); the training batch does not matter here.

@@ -34,7 +34,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("sagan_tf.losses", "sagan_tf.layers", "sagan_tf.data",
      "sagan_tf.compat"),
     ("sagan_tf.models",),
-    ("sagan_tf.run_dir",),                                      # config.json, checkpoints, ...
+    ("sagan_tf.run_dir", "sagan_tf.strategy"),                  # config.json, checkpoints; devices
     ("sagan_tf.eval", "sagan_tf.export"),
     ("sagan_tf.train",),                                        # self-eval uses eval
     ("sagan_tf.tools",),                                        # sample, attention, parity

@@ -50,7 +50,7 @@ from sagan_tf.eval import run as eval_run
 from sagan_tf.image_grid import image_grid, save_image_grid
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
-from sagan_tf.train.strategy import make_strategy, worker_info
+from sagan_tf.strategy import make_strategy, worker_info
 
 SAMPLE_COLUMNS = 8
 SAMPLE_MAX_ROWS = 10
