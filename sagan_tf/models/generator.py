@@ -7,6 +7,12 @@ blocks whose output resolution is in cfg.g_attention_res (`g_non_local`)
 
 At 128x128 with gf_dim 64: channels 1024 (4x4), 1024, 512, 256, 128, 64;
 42,078,852 trainable parameters.
+
+The architecture is written once, as functions of (weights, inputs):
+`generator_forward` -> `up_block` / `layers.attention.self_attention` ->
+`output_head`. The Keras model below runs them with its stateful layers
+(training, `u` updates); `sagan_tf.export` runs them with folded constants;
+class weights instead of labels give the class interpolation.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ Stage = Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, Optional[tf.Tensor]]]
 # with state (W / sigma with a `u` update, batch norm with moving-statistic
 # updates) is passed as a callable: the Keras layers pass their own calls,
 # the export (sagan_tf/export.py) folded constants. Both run this code.
-def up_block(x: tf.Tensor, cbn_0: Op, snconv1: Op, cbn_1: Op, snconv2: Op, snconv3: Op) -> tf.Tensor:
+def up_block(x: tf.Tensor, cbn_0: Op, snconv1: Op, cbn_1: Op, snconv2: Op,
+             snconv3: Op) -> tf.Tensor:
   """Residual up block: x [B,H,W,Cin] -> [B,2H,2W,Cout].
 
   x0 = x; x = relu(cbn_0(x)); up; x = snconv1 3x3; x = relu(cbn_1(x));
@@ -75,7 +82,7 @@ def generator_forward(z: tf.Tensor, classes: tf.Tensor, g_snh0: Op,
   return output_head(x, g_bn, g_snconv_last), attention
 
 
-def check_classes(classes) -> tf.Tensor:
+def as_classes(classes) -> tf.Tensor:
   """labels -> int32 [B]; class weights (float, rank 2) -> float32 [B, num_classes]."""
   classes = tf.convert_to_tensor(classes)
   if classes.dtype.is_floating and classes.shape.rank == 2:
@@ -152,7 +159,7 @@ class Generator(TF1NamedModel):
 
   def call(self, z, labels, training=False, update_u=True, return_attention=False):
     images, attention = generator_forward(
-        z, check_classes(labels),
+        z, as_classes(labels),
         lambda t: self.g_snh0(tf.cast(t, self.compute_dtype), update_u=update_u),
         [self._stage(s, training, update_u) for s in self.stages],
         _call(self.g_bn, training=training), _call(self.g_snconv_last, update_u=update_u),
