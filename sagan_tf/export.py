@@ -44,9 +44,9 @@ from typing import Dict, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
+from sagan_tf.layers import attention as attention_lib
 from sagan_tf.layers import conditional_bn as bn_lib
 from sagan_tf.layers import spectral_norm as sn_lib
-from sagan_tf.layers import attention as attention_lib
 from sagan_tf.models import generator as generator_lib
 
 EXPORT_SUBDIR = "export"
@@ -163,8 +163,9 @@ class _Block(tf.Module):
     self.snconv3 = _Conv(block.snconv3, "snconv3")
 
   def __call__(self, x, classes):
-    return generator_lib.up_block(x, lambda t: self.cbn_0(t, classes), self.snconv1,
-                    lambda t: self.cbn_1(t, classes), self.snconv2, self.snconv3), None
+    out = generator_lib.up_block(x, lambda t: self.cbn_0(t, classes), self.snconv1,
+                                 lambda t: self.cbn_1(t, classes), self.snconv2, self.snconv3)
+    return out, None
 
 
 class _Attention(tf.Module):

@@ -157,9 +157,9 @@ class Generator(TF1NamedModel):
       return stage.tf1_scope, lambda x, _: stage(x, update_u=update_u, return_attention=True)
     return stage.name, lambda x, c: (stage(x, c, training=training, update_u=update_u), None)
 
-  def call(self, z, labels, training=False, update_u=True, return_attention=False):
+  def call(self, z, classes, training=False, update_u=True, return_attention=False):
     images, attention = generator_forward(
-        z, as_classes(labels),
+        z, as_classes(classes),
         lambda t: self.g_snh0(tf.cast(t, self.compute_dtype), update_u=update_u),
         [self._stage(s, training, update_u) for s in self.stages],
         _call(self.g_bn, training=training), _call(self.g_snconv_last, update_u=update_u),
