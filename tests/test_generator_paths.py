@@ -86,6 +86,7 @@ def test_one_edit_of_a_block_changes_all_three_uses_alike(generator, monkeypatch
   np.testing.assert_allclose(mixed, keras_out, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_bfloat16_model_class_weights_stay_float32():
   """Keras would cast float inputs to bfloat16; the class weights must not be."""
   cfg = dataclasses.replace(CFG, precision="bfloat16")
