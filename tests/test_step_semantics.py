@@ -13,8 +13,8 @@ docstring (the original's sequential G-then-D train ops):
 
 Each other reading (D before G, the fake half after the real half's `u`
 update, G's `u` advancing once per iteration instead of once per forward)
-is shown to end somewhere else, so the comparison can fail; G's `u` is
-also checked against two numpy power iterations.
+is shown to end somewhere else, so the comparison can fail; G's and D's `u`
+are also checked against numpy power iterations.
 """
 
 import dataclasses
@@ -32,8 +32,10 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def cfg():
-  return dataclasses.replace(tiny_config(), d_steps=1, steps_per_loop=1, ema_decay=0.0,
-                             jit_compile=False)
+  cfg = dataclasses.replace(tiny_config(), d_steps=1, steps_per_loop=1, ema_decay=0.0,
+                            jit_compile=False)
+  assert cfg.loss == "hinge"  # the losses written below
+  return cfg
 
 
 def _models_variables(models):
