@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sagan-tf entry point.
 #   ./run.sh                 train the embedded demo (sets up .venv on first use)
-#   ./run.sh test            run the test suite
+#   ./run.sh test [--fast]   run the test suite (--fast: skip tests marked slow)
 #   ./run.sh MODE [--flags]  MODE: train | eval | export | sample | attention | bench
 #   ./run.sh convert NAME [--flags]   a tfrecords_tools converter / inspector
 #   ./run.sh --tpu=NAME [--flags]     train on a Cloud TPU (mode train implied)
@@ -50,7 +50,11 @@ if [ $# -gt 0 ] && [[ "$1" != -* ]]; then mode="$1"; shift; fi
 
 case "$mode" in
   test)
-    # Same command as README.md and .ci/run.
+    # Same command as README.md and .ci/run. --fast: everything not marked slow.
+    if [ "${1:-}" = "--fast" ]; then
+      shift
+      exec "$PY" -m pytest tests -q -m "not slow" "$@"
+    fi
     exec "$PY" -m pytest tests -q "$@" ;;
   convert)
     if [ $# -eq 0 ] || [[ "$1" == -* ]]; then

@@ -5,17 +5,16 @@ generator (the EMA weights when the checkpoint has them and --use_ema) and
 writes `ROOT/<step>/` (default ROOT = DIR/export): a numbered version folder,
 as TF Serving expects.
 
-The served graph is the generator in inference mode with everything that is
-constant at inference folded away (BUILD_NOTES.md, Export):
+The served graph is the generator's own forward pass
+(`models.generator.generator_forward`, the same block functions the Keras
+model runs) in inference mode, on constants (BUILD_NOTES.md, "Export"):
 
 * spectral norm: every kernel is stored as W / sigma, sigma from ONE power
   iteration from the stored `u` -- exactly what `generator(z, labels,
   training=False, update_u=False)` computes -- so serving does no power
   iteration and holds no `u`;
-* batch norms use their moving statistics: the conditional ones become
-  per-class tables scale = gamma * rsqrt(var + eps), shift = beta - mean *
-  scale ([num_classes, C]), gathered by label; the output one the same
-  without classes;
+* batch norms keep gamma/beta (per class [num_classes, C] for the
+  conditional ones) and their moving statistics;
 * the self-attention blocks keep their four (folded) 1x1 kernels and the
   scalar gamma.
 
@@ -47,10 +46,10 @@ import tensorflow as tf
 
 from sagan_tf import run_dir
 from sagan_tf.data.records import to_uint8
-from sagan_tf.layers.attention import SelfAttention, attend
-from sagan_tf.layers.spectral_norm import spectral_normalize
-from sagan_tf.models.common import upsample_2x
-from sagan_tf.models.generator import GeneratorBlock
+from sagan_tf.layers import attention as attention_lib
+from sagan_tf.layers import conditional_bn as bn_lib
+from sagan_tf.layers import spectral_norm as sn_lib
+from sagan_tf.models import generator as generator_lib
 
 INFO_FILE = "export_info.json"  # in <version>/assets.extra/ (TF Serving ignores it)
 SIGNATURES = ("serving_default", "sample")
@@ -94,29 +93,16 @@ def fold_spectral_norm(layer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   The same `spectral_normalize` the layer runs in its forward pass, so the
   kernel equals what `update_u=False` inference uses; `u` is not changed.
   """
-  w_bar, _, _ = spectral_normalize(tf.convert_to_tensor(layer.kernel_variable),
-                                   tf.convert_to_tensor(layer.u))
+  w_bar, _, _ = sn_lib.spectral_normalize(tf.convert_to_tensor(layer.kernel_variable),
+                                          tf.convert_to_tensor(layer.u))
   bias = None
   if getattr(layer, "use_bias", True):
     bias = tf.convert_to_tensor(layer.biases if hasattr(layer, "biases") else layer.bias)
   return tf.cast(w_bar, tf.float32), bias
 
 
-def fold_batch_norm(gamma, beta, mean, var, epsilon: float) -> Tuple[tf.Tensor, tf.Tensor]:
-  """(scale, shift) with bn(x) = x * scale + shift in inference mode.
-
-  scale = gamma * rsqrt(var + eps), shift = beta - mean * scale: the same
-  arithmetic as tf.nn.batch_normalization. gamma/beta [C] or [num_classes, C];
-  mean/var anything that reshapes to [C].
-  """
-  c = gamma.shape[-1]
-  inv = tf.math.rsqrt(tf.reshape(var, [c]) + epsilon)
-  scale = inv * gamma
-  return scale, beta - tf.reshape(mean, [c]) * scale
-
-
 class _Conv(tf.Module):
-  """Folded SN conv (stride 1, SAME): kernel [k,k,Cin,Cout], optional bias."""
+  """Folded SN conv (stride 1, SAME): kernel W / sigma [k,k,Cin,Cout], optional bias."""
 
   def __init__(self, layer, name):
     super().__init__(name=name)
@@ -125,75 +111,84 @@ class _Conv(tf.Module):
     self.bias = None if bias is None else tf.Variable(bias, trainable=False, name="bias")
 
   def __call__(self, x):
-    y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME")
-    return y if self.bias is None else tf.nn.bias_add(y, self.bias)
+    return sn_lib.conv(x, self.kernel, self.bias)
 
 
-class _ClassAffine(tf.Module):
-  """Folded conditional batch norm: x * scale[label] + shift[label]."""
+def _constants(module: tf.Module, layer, names) -> None:
+  """Copies layer.<name> for each name into a constant tf.Variable of module."""
+  for name in names:
+    setattr(module, name, tf.Variable(tf.convert_to_tensor(getattr(layer, name)),
+                                      trainable=False, name=name))
+
+
+class _ConditionalBatchNorm(tf.Module):
+  """ConditionalBatchNorm in inference mode: gamma/beta tables, moving statistics."""
 
   def __init__(self, cbn, name):
     super().__init__(name=name)
-    scale, shift = fold_batch_norm(cbn.gamma, cbn.beta, cbn.moving_mean, cbn.moving_var,
-                                   cbn.epsilon)
-    self.scale = tf.Variable(scale, trainable=False, name="scale")  # [num_classes, C]
-    self.shift = tf.Variable(shift, trainable=False, name="shift")
+    _constants(self, cbn, ("gamma", "beta", "moving_mean", "moving_var"))
+    self.epsilon = float(cbn.epsilon)
 
-  def __call__(self, x, labels):
-    scale = tf.gather(self.scale, labels)[:, None, None, :]
-    shift = tf.gather(self.shift, labels)[:, None, None, :]
-    return x * scale + shift
+  def __call__(self, x, classes):
+    return bn_lib.conditional_batch_norm(x, classes, self.gamma, self.beta, self.moving_mean,
+                                         self.moving_var, self.epsilon)
+
+
+class _OutputBatchNorm(tf.Module):
+  """OutputBatchNorm (`g_bn`) in inference mode."""
+
+  def __init__(self, bn, name):
+    super().__init__(name=name)
+    _constants(self, bn, ("gamma", "beta", "moving_mean", "moving_variance"))
+    self.epsilon = float(bn.epsilon)
+
+  def __call__(self, x):
+    return bn_lib.output_batch_norm(x, self.gamma, self.beta, self.moving_mean,
+                                    self.moving_variance, self.epsilon)
 
 
 class _Block(tf.Module):
-  """Folded GeneratorBlock: [B,H,W,Cin], labels -> [B,2H,2W,Cout]."""
+  """Folded GeneratorBlock, a generator stage: (x, classes) -> (`up_block`, None)."""
 
   def __init__(self, block, name):
     super().__init__(name=name)
-    self.bn0 = _ClassAffine(block.cbn_0, "cbn_0")
-    self.conv1 = _Conv(block.snconv1, "snconv1")
-    self.bn1 = _ClassAffine(block.cbn_1, "cbn_1")
-    self.conv2 = _Conv(block.snconv2, "snconv2")
-    self.conv3 = _Conv(block.snconv3, "snconv3")
+    self.cbn_0 = _ConditionalBatchNorm(block.cbn_0, "cbn_0")
+    self.snconv1 = _Conv(block.snconv1, "snconv1")
+    self.cbn_1 = _ConditionalBatchNorm(block.cbn_1, "cbn_1")
+    self.snconv2 = _Conv(block.snconv2, "snconv2")
+    self.snconv3 = _Conv(block.snconv3, "snconv3")
 
-  def __call__(self, x, labels):
-    x0 = x
-    x = self.conv1(upsample_2x(tf.nn.relu(self.bn0(x, labels))))
-    x = self.conv2(tf.nn.relu(self.bn1(x, labels)))
-    return self.conv3(upsample_2x(x0)) + x
+  def __call__(self, x, classes):
+    out = generator_lib.up_block(x, lambda t: self.cbn_0(t, classes), self.snconv1,
+                                 lambda t: self.cbn_1(t, classes), self.snconv2, self.snconv3)
+    return out, None
 
 
 class _Attention(tf.Module):
-  """Folded SelfAttention (either variant): x + gamma * o."""
+  """Folded SelfAttention, a generator stage: (x, classes) -> `self_attention`."""
 
-  def __init__(self, layer: SelfAttention, name):
+  def __init__(self, layer: attention_lib.SelfAttention, name):
     super().__init__(name=name)
-    self.pooled = layer.variant == "original"
+    self.variant = layer.variant
     self.query = _Conv(layer.query_conv, "query")
     self.key = _Conv(layer.key_conv, "key")
     self.value = _Conv(layer.value_conv, "value")
     self.out = _Conv(layer.out_conv, "out")
     self.gamma = tf.Variable(tf.convert_to_tensor(layer.gamma), trainable=False, name="gamma")
 
-  def __call__(self, x):
-    _, h, w, _ = x.shape
-    b = tf.shape(x)[0]
-    q, k, v = self.query(x), self.key(x), self.value(x)
-    if self.pooled:
-      k = tf.nn.max_pool2d(k, ksize=2, strides=2, padding="VALID")
-      v = tf.nn.max_pool2d(v, ksize=2, strides=2, padding="VALID")
-    nk = k.shape[1] * k.shape[2]
-    o, _ = attend(tf.reshape(q, [b, h * w, q.shape[-1]]),
-                  tf.reshape(k, [b, nk, k.shape[-1]]),
-                  tf.reshape(v, [b, nk, v.shape[-1]]))
-    return x + self.gamma * self.out(tf.reshape(o, [b, h, w, v.shape[-1]]))
+  def __call__(self, x, classes):
+    del classes  # attention is not class-conditional
+    return attention_lib.self_attention(x, self.query, self.key, self.value, self.out,
+                                        self.gamma, self.variant)
 
 
 class ServingGenerator(tf.Module):
   """The generator in inference mode, folded: tf.Variables and TF ops only.
 
   Built from a (float32 or mixed) Keras `Generator`; nothing of it is kept,
-  so a SavedModel of this module loads without Keras or sagan_tf.
+  so a SavedModel of this module loads without Keras or sagan_tf. The
+  forward pass is the generator's own (`models.generator.generator_forward`)
+  on the folded constants.
   Attributes `num_classes`, `z_dim`, `image_size` are plain ints.
   """
 
@@ -209,20 +204,15 @@ class ServingGenerator(tf.Module):
     self.dense_bias = tf.Variable(bias, trainable=False, name="g_snh0_bias")
     stages = []
     for stage in generator.stages:
-      scope = stage.tf1_scope if hasattr(stage, "tf1_scope") else stage.name
-      if isinstance(stage, SelfAttention):
-        stages.append(_Attention(stage, scope))
-      elif isinstance(stage, GeneratorBlock):
+      if isinstance(stage, attention_lib.SelfAttention):
+        stages.append(_Attention(stage, stage.tf1_scope))
+      elif isinstance(stage, generator_lib.GeneratorBlock):
         stages.append(_Block(stage, stage.name))
       else:
         raise TypeError(f"cannot fold generator stage {stage.name} of type "
                         f"{type(stage).__name__}; extend sagan_tf/export.py")
     self.stages = stages
-    bn = generator.g_bn
-    scale, shift = fold_batch_norm(bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
-                                   bn.epsilon)
-    self.out_scale = tf.Variable(scale, trainable=False, name="g_bn_scale")
-    self.out_shift = tf.Variable(shift, trainable=False, name="g_bn_shift")
+    self.g_bn = _OutputBatchNorm(generator.g_bn, "g_bn")
     self.last_conv = _Conv(generator.g_snconv_last, "g_snconv_last")
 
     z_spec = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
@@ -250,12 +240,12 @@ class ServingGenerator(tf.Module):
         tf.shape(z)[0], tf.shape(labels)[0],
         message="z and labels must have the same batch size")
     with tf.control_dependencies([same]):
-      x = tf.matmul(z, self.dense_matrix) + self.dense_bias
-    x = tf.reshape(x, [-1, 4, 4, self.base_channels])
-    for stage in self.stages:
-      x = stage(x) if isinstance(stage, _Attention) else stage(x, labels)
-    x = tf.nn.relu(x * self.out_scale + self.out_shift)
-    return tf.tanh(self.last_conv(x))
+      z = tf.identity(z)
+    images, _ = generator_lib.generator_forward(
+        z, labels, lambda t: sn_lib.dense(t, self.dense_matrix, self.dense_bias),
+        [(stage.name, stage) for stage in self.stages], self.g_bn, self.last_conv,
+        self.base_channels)
+    return images
 
   def _outputs(self, z, labels) -> Dict[str, tf.Tensor]:
     images = self.images(z, labels)

@@ -24,10 +24,6 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 PUBLIC_FIXTURE = os.path.join(SHARED, "parity", "public")
 
 
-def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: end-to-end tests taking more than a few seconds")
-
-
 @pytest.fixture
 def two_cpu_strategy():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

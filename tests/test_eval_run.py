@@ -38,6 +38,7 @@ def inception_dir(tmp_path_factory):
       str(tmp_path_factory.mktemp("inc") / "module"), seed=1)
 
 
+@pytest.mark.slow
 def test_eval_mode_writes_is_fid_json_and_scalars_with_inception(tiny_run, inception_dir,
                                                                  capsys):
   cfg = tiny_run
@@ -66,6 +67,7 @@ def test_eval_mode_writes_is_fid_json_and_scalars_with_inception(tiny_run, incep
   assert tf.io.gfile.glob(os.path.join(cfg.model_dir, "eval", "real_*.npz"))
 
 
+@pytest.mark.slow
 def test_shapes_run_reports_fcd_consistency_and_real_floor(tiny_run):
   cfg = tiny_run
   # A classifier already in the cache (untrained here; the real one is trained

@@ -16,6 +16,11 @@ from sagan_tf import run_dir
 from sagan_tf.config import Config
 from tool_fixtures import perturbed_generator, tiny_config, write_run
 
+# Writing, reloading and running SavedModels (~30 s on 2 cores for the shared
+# `exported` fixture alone); the folded forward pass itself is checked in the
+# fast loop by tests/test_generator_paths.py.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
@@ -191,7 +196,6 @@ _FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_loads_and_runs_in_a_fresh_process_without_sagan_tf_or_keras(exported, tmp_path):
   g, cfg, path, _ = exported
   z, labels = _inputs(cfg, n=3)
@@ -208,7 +212,6 @@ def test_loads_and_runs_in_a_fresh_process_without_sagan_tf_or_keras(exported, t
   np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.slow
 def test_saved_model_cli_show_and_run_succeed(exported, tmp_path):
   g, cfg, path, _ = exported
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -234,7 +237,6 @@ def test_saved_model_cli_show_and_run_succeed(exported, tmp_path):
   assert np.load(tmp_path / "out" / "images.npy").dtype == np.uint8
 
 
-@pytest.mark.slow
 def test_export_mode_uses_ema_weights_and_writes_the_step_version(tmp_path):
   model_dir = str(tmp_path / "run")
   g, ema = write_run(model_dir, tiny_config("original"), step=3, ema=True)

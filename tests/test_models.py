@@ -19,12 +19,14 @@ def _params(model):
   return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
+@pytest.mark.slow
 def test_imagenet128_parameter_counts_equal_the_original():
   cfg = Config.preset("imagenet128")
   assert _params(build_generator(cfg)) == 42_078_852
   assert _params(build_discriminator(cfg)) == 39_463_618
 
 
+@pytest.mark.slow
 def test_imagenet128_layer_sequence_and_shapes():
   cfg = Config.preset("imagenet128")
   g_map = build_generator(cfg).tf1_variable_map()
@@ -42,7 +44,7 @@ def test_imagenet128_layer_sequence_and_shapes():
 
 @pytest.mark.parametrize("size,g_attn,d_attn,variant", [
     (32, (16,), (16,), "original"), (64, (), (), "original"), (64, (16, 32), (16, 8), "paper"),
-    (256, (64,), (32,), "original")])
+    pytest.param(256, (64,), (32,), "original", marks=pytest.mark.slow)])
 def test_any_power_of_two_resolution_and_attention_placement(size, g_attn, d_attn, variant):
   cfg = dataclasses.replace(Config.preset("imagenet128"), image_size=size, gf_dim=8, df_dim=8,
                             num_classes=3, z_dim=8, g_attention_res=g_attn,
@@ -72,6 +74,7 @@ def test_bfloat16_models_compute_in_bf16_with_float32_outputs():
   assert np.all(np.isfinite(logits.numpy()))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(PUBLIC_FIXTURE, "meta.json")),
                     reason="parity fixture not found in ../shared")
 def test_every_fixture_checkpoint_variable_maps_one_to_one():
@@ -96,6 +99,7 @@ def test_every_fixture_checkpoint_variable_maps_one_to_one():
     load_tf1_checkpoint(ckpt, build_generator(no_attn), build_discriminator(no_attn))
 
 
+@pytest.mark.slow
 def test_u_stays_identical_on_every_replica_under_mirrored_strategy(two_cpu_strategy):
   cfg = dataclasses.replace(Config.preset("demo"), gf_dim=8, df_dim=8, num_classes=3,
                             precision="float32")

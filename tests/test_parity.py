@@ -21,6 +21,7 @@ from conftest import PUBLIC_FIXTURE
 pytestmark = pytest.mark.skipif(
     not os.path.exists(os.path.join(PUBLIC_FIXTURE, "meta.json")),
     reason=f"parity fixture not found at {PUBLIC_FIXTURE} (it ships in ../shared)")
+pytestmark = [pytestmark, pytest.mark.slow]  # runs the whole fixture (~1 min on 2 cores)
 
 GRAD_NOISE_REL = 2e-3      # float32 noise floor of G gradients at this fixture
 SLOT_NOISE_ABS = 6e-3      # original's own thread-count spread: 5.0e-3

@@ -126,6 +126,7 @@ def _png_shape(path):
   return tuple(tf.io.decode_png(tf.io.read_file(path)).shape)
 
 
+@pytest.mark.slow
 def test_sample_mode_writes_class_grids_and_interpolations(run_dirs):
   cfg = Config.preset("demo", model_dir=run_dirs["original"], num_images=3, labels=(0, 2),
                       truncation=0.8)
@@ -139,6 +140,7 @@ def test_sample_mode_writes_class_grids_and_interpolations(run_dirs):
   assert _png_shape(os.path.join(out, "class_interpolation.png"))[0] == cell + 4  # one pair
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["original", "paper"])
 def test_attention_mode_writes_one_png_per_image_and_a_grid(run_dirs, variant, tmp_path):
   cfg = Config.preset("demo", model_dir=run_dirs[variant], labels=(1, 2), num_images=2,
@@ -153,6 +155,7 @@ def test_attention_mode_writes_one_png_per_image_and_a_grid(run_dirs, variant, t
   assert _png_shape(str(folder / "grid.png")) == (4 * (panel + 2) + 2, 3 * (panel + 2) + 2, 3)
 
 
+@pytest.mark.slow
 def test_every_attention_layer_gets_its_own_folder_and_export_folds_them_all(tmp_path):
   from sagan_tf import export as export_lib
   cfg = tiny_config("original", g_attention_res=(8, 16), labels=(1,), num_images=1,

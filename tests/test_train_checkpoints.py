@@ -37,6 +37,7 @@ def test_checkpoint_holds_every_variable_of_every_model_by_tf1_name(tmp_path):
   assert "model/d_block2/sn_conv1/u" in stored.shapes["discriminator"]
 
 
+@pytest.mark.slow
 def test_restore_generator_takes_ema_weights_unless_told_otherwise(tmp_path):
   model_dir = str(tmp_path)
   cfg, models, path = _saved_run(model_dir, ema_decay=0.99)

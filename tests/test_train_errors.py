@@ -49,6 +49,7 @@ def test_model_dir_of_another_architecture_is_refused_by_config(tmp_path):
     loop.train(th.tiny_config(model_dir=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_model_dir_checkpoint_of_another_architecture_names_the_variables(tmp_path):
   # A checkpoint without config.json (e.g. copied over): the variables decide.
   other = th.tiny_config(model_dir=str(tmp_path), df_dim=16)

@@ -17,7 +17,8 @@ and softmax are computed in float32 also under bfloat16 compute.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import functools
+from typing import Callable, Dict, Tuple
 
 import keras
 import tensorflow as tf
@@ -25,6 +26,7 @@ import tensorflow as tf
 from sagan_tf.layers.spectral_norm import SNConv2D
 
 VARIANTS = ("original", "paper")
+Conv = Callable[[tf.Tensor], tf.Tensor]
 
 
 def _max_pool_2x2(x: tf.Tensor) -> tf.Tensor:
@@ -40,6 +42,29 @@ def attend(queries: tf.Tensor, keys: tf.Tensor, values: tf.Tensor) -> Tuple[tf.T
   logits = tf.matmul(queries, keys, transpose_b=True)
   probs = tf.nn.softmax(tf.cast(logits, tf.float32))
   return tf.matmul(tf.cast(probs, values.dtype), values), probs
+
+
+def self_attention(x: tf.Tensor, query: Conv, key: Conv, value: Conv, out: Conv, gamma,
+                   variant: str = "original") -> Tuple[tf.Tensor, tf.Tensor]:
+  """The block's math: x [B,H,W,C] -> (x + gamma * o [B,H,W,C], float32 probabilities).
+
+  query/key/value/out are the four bias-free 1x1 convolutions as callables
+  [B,H,W,Cin] -> [B,H,W,Cout] (the Keras layer passes its SNConv2D calls,
+  the export folded constant kernels); gamma is the scalar `sigma_ratio`.
+  Probabilities are [B, H*W, H*W/4] for "original" (keys on the 2x2-pooled
+  grid, row-major) and [B, H*W, H*W] for "paper"; rows sum to 1.
+  """
+  b, h, w, _ = x.shape
+  b = tf.shape(x)[0] if b is None else b
+  q, k, v = query(x), key(x), value(x)
+  if variant == "original":
+    k, v = _max_pool_2x2(k), _max_pool_2x2(v)
+  nk = k.shape[1] * k.shape[2]
+  o, probs = attend(tf.reshape(q, [b, h * w, q.shape[-1]]),
+                    tf.reshape(k, [b, nk, k.shape[-1]]),
+                    tf.reshape(v, [b, nk, v.shape[-1]]))
+  o = out(tf.reshape(o, [b, h, w, v.shape[-1]]))
+  return x + tf.cast(gamma, x.dtype) * o, probs
 
 
 class SelfAttention(keras.layers.Layer):
@@ -78,19 +103,10 @@ class SelfAttention(keras.layers.Layer):
                                  dtype="float32", autocast=False)
 
   def call(self, x, update_u=True, return_attention=False):
-    b, h, w, c = x.shape
-    b = tf.shape(x)[0] if b is None else b
-    q = self.query_conv(x, update_u=update_u)
-    k = self.key_conv(x, update_u=update_u)
-    v = self.value_conv(x, update_u=update_u)
-    if self.variant == "original":
-      k, v = _max_pool_2x2(k), _max_pool_2x2(v)
-    nk = k.shape[1] * k.shape[2]
-    o, probs = attend(tf.reshape(q, [b, h * w, q.shape[-1]]),
-                      tf.reshape(k, [b, nk, k.shape[-1]]),
-                      tf.reshape(v, [b, nk, v.shape[-1]]))
-    o = self.out_conv(tf.reshape(o, [b, h, w, v.shape[-1]]), update_u=update_u)
-    out = x + tf.cast(self.gamma, x.dtype) * o
+    out, probs = self_attention(
+        x, *(functools.partial(conv, update_u=update_u) for conv in (
+            self.query_conv, self.key_conv, self.value_conv, self.out_conv)),
+        self.gamma, self.variant)
     return (out, probs) if return_attention else out
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:

@@ -56,12 +56,57 @@ def cross_replica_moments(x: tf.Tensor, axes=(0, 1, 2)) -> Tuple[tf.Tensor, tf.T
   return mean, var, n_local * replicas
 
 
+def class_rows(table: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+  """Per-example rows [B, C] of a per-class table [num_classes, C].
+
+  classes: int labels [B] (gathers the rows) or float32 class weights
+  [B, num_classes] (the weighted mix `weights @ table`, used by the class
+  interpolation; a one-hot row gives exactly the gathered row).
+  """
+  if classes.dtype.is_floating:
+    return tf.matmul(tf.cast(classes, tf.float32), table)
+  return tf.gather(table, classes)
+
+
+def conditional_batch_norm(x: tf.Tensor, classes: tf.Tensor, gamma, beta, mean, var,
+                           epsilon: float) -> tf.Tensor:
+  """The conditional batch norm's math: x [B,H,W,C] -> same shape and dtype.
+
+  gamma/beta [num_classes, C] (rows chosen by `class_rows(., classes)`),
+  mean/var anything broadcasting to [1,1,1,C]: the batch moments in
+  training, the moving statistics in inference (the Keras layer and the
+  export's constants both call this). Computed in float32.
+  """
+  out_dtype = x.dtype
+  y = tf.nn.batch_normalization(tf.cast(x, tf.float32), mean, var,
+                                class_rows(beta, classes)[:, None, None, :],
+                                class_rows(gamma, classes)[:, None, None, :], epsilon)
+  return tf.cast(y, out_dtype)
+
+
+def output_batch_norm(x: tf.Tensor, gamma, beta, mean, var, epsilon: float) -> tf.Tensor:
+  """The output batch norm in inference mode: x [B,H,W,C] -> same shape and dtype.
+
+  gamma/beta/mean/var [C]; TF's fused kernel, as the original's
+  `contrib.layers.batch_norm` ran. Computed in float32.
+  """
+  y, _, _ = tf.compat.v1.nn.fused_batch_norm(tf.cast(x, tf.float32), gamma, beta, mean=mean,
+                                             variance=var, epsilon=epsilon, is_training=False)
+  return tf.cast(y, x.dtype)
+
+
 class ConditionalBatchNorm(keras.layers.Layer):
-  """Class-conditional batch norm: x [B,H,W,C], labels [B] -> [B,H,W,C]."""
+  """Class-conditional batch norm: x [B,H,W,C], classes -> [B,H,W,C].
+
+  classes: labels [B] or class weights [B, num_classes] (`class_rows`).
+  """
 
   def __init__(self, num_classes: int, tf1_scope: str, cross_replica: bool = False,
                decay: float = CBN_DECAY, epsilon: float = CBN_EPSILON, **kwargs):
     kwargs.setdefault("name", tf1_scope.replace("/", "__"))
+    # Keras would cast float class weights to the compute dtype (bfloat16);
+    # x already arrives in it and the variables are float32 (autocast=False).
+    kwargs.setdefault("autocast", False)
     super().__init__(**kwargs)
     self.num_classes = num_classes
     self.tf1_scope = tf1_scope
@@ -78,23 +123,19 @@ class ConditionalBatchNorm(keras.layers.Layer):
     self.moving_mean = _moving_variable((1, 1, 1, c), "zeros", "mean")
     self.moving_var = _moving_variable((1, 1, 1, c), "ones", "var")
 
-  def call(self, x, labels, training=False):
-    out_dtype = x.dtype
-    x = tf.cast(x, tf.float32)
-    beta = tf.gather(self.beta, labels)[:, None, None, :]
-    gamma = tf.gather(self.gamma, labels)[:, None, None, :]
+  def call(self, x, classes, training=False):
     if training:
+      x32 = tf.cast(x, tf.float32)
       if self.cross_replica:
-        mean, var, _ = cross_replica_moments(x)
+        mean, var, _ = cross_replica_moments(x32)
       else:
-        mean, var = tf.nn.moments(x, [0, 1, 2], keepdims=True)
+        mean, var = tf.nn.moments(x32, [0, 1, 2], keepdims=True)
       # Python-float decay, as the original: moving * decay + stat * (1 - decay).
       self.moving_mean.assign(self.moving_mean * self.decay + mean * (1 - self.decay))
       self.moving_var.assign(self.moving_var * self.decay + var * (1 - self.decay))
     else:
       mean, var = self.moving_mean, self.moving_var
-    y = tf.nn.batch_normalization(x, mean, var, beta, gamma, self.epsilon)
-    return tf.cast(y, out_dtype)
+    return conditional_batch_norm(x, classes, self.gamma, self.beta, mean, var, self.epsilon)
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:
     return {"gamma": self.gamma, "beta": self.beta, "mean": self.moving_mean,
@@ -128,13 +169,12 @@ class OutputBatchNorm(keras.layers.Layer):
     variable.assign_sub((variable - value) * tf.constant(1.0 - self.decay, tf.float32))
 
   def call(self, x, training=False):
+    if not training:
+      return output_batch_norm(x, self.gamma, self.beta, self.moving_mean,
+                               self.moving_variance, self.epsilon)
     out_dtype = x.dtype
     x = tf.cast(x, tf.float32)
-    if not training:
-      y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-          x, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-          epsilon=self.epsilon, is_training=False)
-    elif self.cross_replica:
+    if self.cross_replica:
       mean, var, n = cross_replica_moments(x)
       y = tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, self.epsilon)
       self._update(self.moving_mean, tf.reshape(mean, [-1]))

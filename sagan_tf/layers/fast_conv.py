@@ -1,7 +1,7 @@
 """Stride-1 SAME convolution whose gradients run as forward convolutions / matmuls.
 
 Same function, same derivatives as `tf.nn.conv2d(x, w, 1, "SAME")`; only the
-kernels that compute the backward pass differ (notes_speed.md). On the CPU,
+kernels that compute the backward pass differ (BUILD_NOTES.md, "Speed"). On the CPU,
 TensorFlow's `Conv2DBackpropInput` / `Conv2DBackpropFilter` reach a fraction
 of the forward convolution's rate, worst at the small-spatial, wide layers of
 this model (4x4 and 8x8 maps with 1024 channels: 5-10x slower than the
@@ -25,13 +25,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 # Read when a function is traced: False gives plain tf.nn.conv2d everywhere (for
-# A/B measurements, e.g. /work/main/notes_speed.md; not a user setting).
+# A/B measurements, BUILD_NOTES.md "Speed"; not a user setting).
 ENABLED = True
 # Inputs with fewer channels keep TensorFlow's gradient: for the RGB input
-# layer the transposed formulation is slower (notes_speed.md).
+# layer the transposed formulation is slower (BUILD_NOTES.md, "Speed").
 MIN_INPUT_CHANNELS = 8
 # Above this many positions (H*W) im2col's patch matrix costs more memory
-# traffic than the transposed forward convolution (measured, notes_speed.md).
+# traffic than the transposed forward convolution (measured; BUILD_NOTES.md, "Speed").
 IM2COL_MAX_POSITIONS = 16 * 16
 
 

@@ -51,6 +51,22 @@ def spectral_normalize(w: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor
   return tf.reshape(w_mat / sigma, shape), sigma, u_new
 
 
+def conv(x: tf.Tensor, kernel: tf.Tensor, bias=None) -> tf.Tensor:
+  """x [B,H,W,Cin] conv kernel [k,k,Cin,Cout] (stride 1, SAME) + bias [Cout] -> [B,H,W,Cout].
+
+  The math of `SNConv2D` after normalisation, also run by the export with a
+  folded constant kernel W / sigma. The bias is cast to x's dtype.
+  """
+  # = tf.nn.conv2d(x, kernel, 1, "SAME"), with a faster backward pass on CPU (fast_conv.py).
+  y = conv2d_same(x, kernel)
+  return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, y.dtype))
+
+
+def dense(x: tf.Tensor, matrix: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+  """x [B,in] @ matrix [in,out] + bias [out] -> [B,out] (`SNDense` after normalisation)."""
+  return tf.matmul(x, matrix) + tf.cast(bias, x.dtype)
+
+
 def u_variable(out_dim: int, name: str = "u") -> keras.Variable:
   """The power-iteration vector [1, out]: truncated normal, stddev 1 (TF1 default).
 
@@ -130,12 +146,7 @@ class SNConv2D(SNLayer):
     return self.w
 
   def call(self, x, update_u=True):
-    w_bar = self.normalized(self.w, update_u)
-    # = tf.nn.conv2d(x, w_bar, 1, "SAME"), with a faster backward pass on CPU (fast_conv.py).
-    y = conv2d_same(x, w_bar)
-    if self.use_bias:
-      y = tf.nn.bias_add(y, tf.cast(self.biases, y.dtype))
-    return y
+    return conv(x, self.normalized(self.w, update_u), self.biases if self.use_bias else None)
 
   def tf1_variables(self):
     out = {"w": self.w, "u": self.u}
@@ -167,8 +178,7 @@ class SNDense(SNLayer):
     return self.matrix
 
   def call(self, x, update_u=True):
-    w_bar = self.normalized(self.matrix, update_u)
-    return tf.matmul(x, w_bar) + tf.cast(self.bias, x.dtype)
+    return dense(x, self.normalized(self.matrix, update_u), self.bias)
 
   def tf1_variables(self):
     return {"Matrix": self.matrix, "u": self.u, "bias": self.bias}

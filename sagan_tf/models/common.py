@@ -42,8 +42,8 @@ class TF1NamedModel(keras.Model):
   def tf1_variable_map(self) -> Dict[str, keras.Variable]:
     """{'model/<scope>/<name>': variable} for every variable of the model.
 
-    Needs a built model (see `build_model`); the names are the ones a TF1
-    checkpoint written by the original code uses.
+    Needs a built model (`build_generator` / `build_discriminator`); the
+    names are the ones a TF1 checkpoint written by the original code uses.
     """
     out: Dict[str, keras.Variable] = {}
     for layer in self._flatten_layers(include_self=False, recursive=True):

@@ -33,8 +33,6 @@ import tensorflow as tf
 from sagan_tf import image_grid as grid_lib
 from sagan_tf import run_dir
 from sagan_tf.export import sample_latents
-from sagan_tf.layers.attention import SelfAttention
-from sagan_tf.models.common import upsample_2x
 from sagan_tf.tools import run_generator
 
 OUTPUT_SUBDIR = "samples_tool"
@@ -44,45 +42,17 @@ _SEED_CLASSES, _SEED_LATENT, _SEED_CLASS_MIX = 0, 1, 2
 
 
 # ------------------------------------------------------------ class mixing
-def _mixed_cbn(cbn, x, class_weights):
-  """A ConditionalBatchNorm in inference mode with gamma/beta = weights @ tables."""
-  out_dtype = x.dtype
-  gamma = tf.matmul(class_weights, cbn.gamma)[:, None, None, :]
-  beta = tf.matmul(class_weights, cbn.beta)[:, None, None, :]
-  y = tf.nn.batch_normalization(tf.cast(x, tf.float32), cbn.moving_mean, cbn.moving_var,
-                                beta, gamma, cbn.epsilon)
-  return tf.cast(y, out_dtype)
-
-
-def _mixed_block(block, x, class_weights):
-  """GeneratorBlock.call (inference, no u update) with mixed class parameters."""
-  x0 = x
-  x = tf.nn.relu(_mixed_cbn(block.cbn_0, x, class_weights))
-  x = block.snconv1(upsample_2x(x), update_u=False)
-  x = tf.nn.relu(_mixed_cbn(block.cbn_1, x, class_weights))
-  x = block.snconv2(x, update_u=False)
-  return block.snconv3(upsample_2x(x0), update_u=False) + x
-
-
 def generate_mixed(generator, z, class_weights) -> tf.Tensor:
   """Images [B,S,S,3] in [-1,1] for z [B, z_dim] and class weights [B, num_classes].
 
-  The generator in inference mode (moving statistics, no `u` update) where
-  each example's conditional batch norms use the weighted mix of the class
-  rows of gamma and beta. Runs the generator's own layers in the order of
-  `Generator.call`; one-hot weights reproduce generator(z, labels).
+  The generator in inference mode (moving statistics, no `u` update) given
+  class weights instead of labels: its conditional batch norms use the
+  weighted mix of the class rows of gamma and beta
+  (`layers.conditional_bn.class_rows`). One-hot weights reproduce
+  generator(z, labels).
   """
-  w = tf.convert_to_tensor(class_weights, tf.float32)
-  x = generator.g_snh0(tf.cast(z, generator.compute_dtype), update_u=False)
-  x = tf.reshape(x, [-1, 4, 4, generator.base_channels])
-  for stage in generator.stages:
-    if isinstance(stage, SelfAttention):
-      x = stage(x, update_u=False)
-    else:
-      x = _mixed_block(stage, x, w)
-  x = tf.nn.relu(generator.g_bn(x, training=False))
-  x = generator.g_snconv_last(x, update_u=False)
-  return tf.tanh(tf.cast(x, tf.float32))
+  return generator(z, tf.convert_to_tensor(class_weights, tf.float32), training=False,
+                   update_u=False)
 
 
 def class_mix_weights(a: int, b: int, steps: int, num_classes: int) -> np.ndarray:
