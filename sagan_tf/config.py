@@ -30,6 +30,7 @@ def _f(default, help_text: str, **kwargs):
 ATTENTION_VARIANTS = ("original", "paper")
 LOSSES = ("hinge", "kl")
 PRECISIONS = ("float32", "bfloat16")
+CONV_GRADIENTS = ("auto", "forward_ops", "native")   # = layers/fast_conv.CONV_GRADIENTS
 
 
 class ConfigError(UserError):
@@ -91,6 +92,10 @@ class Config:
                       "(Keras mixed precision; losses and SN sigma in float32).",
                       choices=PRECISIONS)
   jit_compile: bool = _f(False, "Compile the train step with XLA.")
+  conv_gradients: str = _f(
+      "auto", "Convolution gradient kernels: auto (forward-op gradients on CPUs with "
+      "Eigen kernels outside XLA, native on oneDNN CPUs, GPU, TPU), forward_ops or "
+      "native (force one, for A/B runs).", choices=CONV_GRADIENTS)
   ema_decay: float = _f(0.0, "Decay of an EMA of G's weights (0 = off; e.g. 0.9999).")
   ema_start: int = _f(0, "Step from which the EMA averages (copied before).")
   cross_replica_bn: bool = _f(False, "Batch-norm statistics over all replicas.")
@@ -220,7 +225,8 @@ class Config:
               f"--{field} has {r}, where the model has {channels[r]} channels; "
               "self-attention needs at least 8 (raise --gf_dim/--df_dim or move it).")
     for field, choices in (("attention_variant", ATTENTION_VARIANTS),
-                           ("loss", LOSSES), ("precision", PRECISIONS)):
+                           ("loss", LOSSES), ("precision", PRECISIONS),
+                           ("conv_gradients", CONV_GRADIENTS)):
       if getattr(self, field) not in choices:
         raise ConfigError(f"--{field}={getattr(self, field)!r} is not one of "
                           f"{', '.join(choices)}.")

@@ -11,7 +11,6 @@ import tensorflow as tf
 from sagan_tf import bench
 from sagan_tf.config import Config
 from sagan_tf.errors import UserError
-from sagan_tf.layers import fast_conv
 
 
 def _tiny(tmp_path, **overrides):
@@ -67,23 +66,3 @@ def test_defaults_are_imagenet128_at_batch_8_unless_the_user_says_otherwise():
   cfg = bench.resolve_config(dataclasses.replace(demo, batch_size=4), explicit={"batch_size"})
   assert (cfg.preset, cfg.batch_size) == ("imagenet128", 4)
   assert bench.resolve_config(demo, explicit=None) is demo  # library call: as given
-
-
-@pytest.mark.parametrize("shape", [(2, 4, 4, 16, 8, 3), (2, 20, 20, 8, 4, 3), (2, 6, 6, 8, 8, 1)])
-def test_fast_conv_gradients_equal_tensorflows(shape):
-  b, h, w, cin, cout, k = shape
-  rng = np.random.default_rng(0)
-  x = tf.constant(rng.normal(size=(b, h, w, cin)), tf.float32)
-  kernel = tf.constant(rng.normal(size=(k, k, cin, cout)), tf.float32)
-  dy = tf.constant(rng.normal(size=(b, h, w, cout)), tf.float32)
-
-  def forward_and_grads(conv):
-    with tf.GradientTape() as tape:
-      tape.watch([x, kernel])
-      y = conv(x, kernel)
-    return [y] + tape.gradient(y, [x, kernel], output_gradients=dy)
-
-  want = forward_and_grads(lambda a, b_: tf.nn.conv2d(a, b_, 1, "SAME"))
-  got = forward_and_grads(fast_conv.conv2d_same)
-  for a, b_ in zip(want, got):
-    np.testing.assert_allclose(b_.numpy(), a.numpy(), rtol=1e-5, atol=1e-4)

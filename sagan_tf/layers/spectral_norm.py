@@ -26,7 +26,7 @@ from typing import Dict, Tuple
 import keras
 import tensorflow as tf
 
-from sagan_tf.layers.fast_conv import conv2d_same
+from sagan_tf.layers.fast_conv import ConvPolicy, conv2d_same
 
 
 def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
@@ -105,7 +105,8 @@ class SNConv2D(SNLayer):
 
   Input [B, H, W, Cin] -> [B, H, W, filters]. Variables `w`
   [k, k, Cin, filters] (Glorot uniform), `biases` [filters] (zeros, when
-  use_bias), `u` [1, filters].
+  use_bias), `u` [1, filters]. `conv_policy` (fast_conv.ConvPolicy) picks the
+  gradient kernels when the call is traced; the models set it from the config.
   """
 
   def __init__(self, filters: int, kernel_size: int, tf1_scope: str,
@@ -114,6 +115,7 @@ class SNConv2D(SNLayer):
     self.filters = filters
     self.kernel_size = kernel_size
     self.use_bias = use_bias
+    self.conv_policy = ConvPolicy()
 
   def build(self, input_shape):
     k = self.kernel_size
@@ -131,8 +133,8 @@ class SNConv2D(SNLayer):
 
   def call(self, x, update_u=True):
     w_bar = self.normalized(self.w, update_u)
-    # = tf.nn.conv2d(x, w_bar, 1, "SAME"), with a faster backward pass on CPU (fast_conv.py).
-    y = conv2d_same(x, w_bar)
+    # = tf.nn.conv2d(x, w_bar, 1, "SAME"); the backward kernels per conv_policy (fast_conv.py).
+    y = conv2d_same(x, w_bar, self.conv_policy)
     if self.use_bias:
       y = tf.nn.bias_add(y, tf.cast(self.biases, y.dtype))
     return y
