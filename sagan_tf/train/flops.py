@@ -66,8 +66,8 @@ def batch_dependent_flops(concrete_function, num_inputs: int) -> int:
 
 
 def generator_flops(generator, z_dim: int, batch: int) -> int:
-  """F_G(batch): the generator's forward pass (training mode)."""
-  fn = tf.function(lambda z, y: generator(z, y, training=True, update_u=False))
+  """F_G(batch): the generator's forward pass (inference mode: the same products)."""
+  fn = tf.function(lambda z, y: generator(z, y, training=False, update_u=False))
   concrete = fn.get_concrete_function(tf.TensorSpec([batch, z_dim], tf.float32),
                                       tf.TensorSpec([batch], tf.int32))
   return batch_dependent_flops(concrete, 2)
@@ -75,7 +75,7 @@ def generator_flops(generator, z_dim: int, batch: int) -> int:
 
 def discriminator_flops(discriminator, image_size: int, batch: int) -> int:
   """F_D(batch): the discriminator's forward pass."""
-  fn = tf.function(lambda x, y: discriminator(x, y, training=True, update_u=False))
+  fn = tf.function(lambda x, y: discriminator(x, y, training=False, update_u=False))
   concrete = fn.get_concrete_function(
       tf.TensorSpec([batch, image_size, image_size, 3], tf.float32),
       tf.TensorSpec([batch], tf.int32))
