@@ -372,8 +372,8 @@ def write_json(path: str, results: Sequence[Result], extra: Dict[str, object]) -
 # ------------------------------------------------------------------ config
 def resolve_config(cfg, explicit: Optional[set], num_replicas: int = 1):
   """bench's defaults: imagenet128 unless --preset; for the imagenet presets
-  batch 8 per replica, variants float32,float32+xla and 1 iteration per repeat,
-  each unless set on the command line.
+  batch 8 per replica, variants float32,float32+xla (+ bfloat16 on bf16
+  hardware) and 1 iteration per repeat, each unless set on the command line.
 
   explicit: fields the user set (None = all of them: use cfg as given).
   """

@@ -46,7 +46,7 @@ def test_bench_writes_every_variant_with_ratios_to_the_first(tmp_path, capsys):
         v["flops_per_iteration"] / v["seconds_per_iteration"] / 1e9)
     assert v["share_of_peak"] == pytest.approx(
         v["gflops_per_s"] / v["peak_gflops_estimate"])
-    assert v["conv_gradients"] == "forward ops"     # this CPU runs Eigen kernels
+    assert v["conv_gradients"] == ("native" if pi.onednn_enabled() else "forward ops")
   table = capsys.readouterr().out
   assert "float32+spl2" in table and "peak resident memory" in table
   assert pi.describe() in table and "% peak" in table
@@ -68,7 +68,7 @@ def test_defaults_are_imagenet128_at_batch_8_unless_the_user_says_otherwise():
   demo = Config.preset("demo")
   cfg = bench.resolve_config(demo, explicit=set())
   assert (cfg.preset, cfg.image_size, cfg.batch_size) == ("imagenet128", 128, 8)
-  assert (cfg.bench_variants, cfg.bench_iters) == ("float32,float32+xla", 1)
+  assert (cfg.bench_variants, cfg.bench_iters) == (bench.large_default_variants(), 1)
   assert bench.resolve_config(demo, explicit=set(), num_replicas=2).batch_size == 16
   cfg = bench.resolve_config(demo, explicit={"preset"})
   assert (cfg.preset, cfg.batch_size, cfg.bench_variants) == ("demo", demo.batch_size, "")
@@ -114,14 +114,17 @@ def test_table_gives_flop_rate_share_of_peak_and_conv_gradients():
   assert r.to_json()["share_of_peak"] == pytest.approx(0.75)
 
 
-def test_conv_gradient_column_follows_the_policy(two_cpu_strategy):
+def test_conv_gradient_column_follows_the_policy(two_cpu_strategy, monkeypatch):
+  monkeypatch.setattr(pi, "onednn_enabled", lambda: False)    # Eigen kernels, as on CI
   cfg = Config.preset("demo")
   assert bench.device_type(two_cpu_strategy) == "CPU"
   assert bench.device_type(tf.distribute.get_strategy()) == "CPU"
-  cols = bench.platform_columns(cfg, two_cpu_strategy)   # this CPU: Eigen kernels
+  cols = bench.platform_columns(cfg, two_cpu_strategy)
   assert cols["conv_gradients"] == "forward ops"
   assert cols["peak_flops"] == pi.cpu_info().peak_flops("float32")
   xla = bench.platform_columns(dataclasses.replace(cfg, jit_compile=True), two_cpu_strategy)
   assert xla["conv_gradients"] == "native"
   forced = dataclasses.replace(cfg, conv_gradients="native")
   assert bench.platform_columns(forced, two_cpu_strategy)["conv_gradients"] == "native"
+  monkeypatch.setattr(pi, "onednn_enabled", lambda: True)
+  assert bench.platform_columns(cfg, two_cpu_strategy)["conv_gradients"] == "native"

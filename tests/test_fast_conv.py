@@ -70,8 +70,8 @@ class _nullcontext:
     ("/device:GPU:0", True),
     ("/job:worker/replica:0/task:0/device:TPU:0", True),
 ])
-def test_auto_decides_by_the_device_the_conv_is_placed_on(device, want_native):
-  assert not platform_info.onednn_enabled()      # the CI machine: Eigen kernels
+def test_auto_decides_by_the_device_the_conv_is_placed_on(device, want_native, monkeypatch):
+  monkeypatch.setattr(platform_info, "onednn_enabled", lambda: False)  # as on the CI CPU
   ops = _grad_op_types(fast_conv.ConvPolicy("auto"), device)
   assert bool(NATIVE_GRAD_OPS & ops) is want_native
   assert NATIVE_GRAD_OPS <= ops if want_native else not NATIVE_GRAD_OPS & ops
@@ -84,7 +84,9 @@ def test_auto_keeps_native_gradients_on_onednn_cpus_and_under_xla(monkeypatch):
 
 
 @pytest.mark.parametrize("device", [None, "/device:GPU:0"])
-def test_forcing_overrides_the_device(device):
+@pytest.mark.parametrize("onednn", [False, True])
+def test_forcing_overrides_the_device_and_back_end(device, onednn, monkeypatch):
+  monkeypatch.setattr(platform_info, "onednn_enabled", lambda: onednn)
   assert not NATIVE_GRAD_OPS & _grad_op_types(fast_conv.ConvPolicy("forward_ops"), device)
   assert NATIVE_GRAD_OPS <= _grad_op_types(fast_conv.ConvPolicy("native"), device)
 
@@ -107,7 +109,26 @@ def test_placement_device_type_reads_tensors_then_strategy_then_default():
   assert kinds == [("GPU", "CPU")]
 
 
-def test_mirrored_replicas_on_cpus_use_forward_ops(two_cpu_strategy):
+def test_a_tpu_strategy_replica_context_means_tpu(monkeypatch):
+  # No TPU here: an uninitialised TPUStrategy object stands for the current strategy
+  # (tensors inside a TPU replicate context carry no device).
+  fake = object.__new__(tf.distribute.TPUStrategy)
+  monkeypatch.setattr(tf.distribute, "has_strategy", lambda: True)
+  monkeypatch.setattr(tf.distribute, "get_strategy", lambda: fake)
+
+  @tf.function
+  def fn():
+    kinds.append(fast_conv.placement_device_type(tf.constant(1.0)))
+    return tf.constant(0)
+
+  kinds = []
+  fn.get_concrete_function()
+  assert kinds == ["TPU"]
+  assert not fast_conv.use_forward_ops("auto", kinds[0], False, False)
+
+
+def test_mirrored_replicas_on_eigen_cpus_use_forward_ops(two_cpu_strategy, monkeypatch):
+  monkeypatch.setattr(platform_info, "onednn_enabled", lambda: False)
   x = tf.random.stateless_normal([2, 8, 8, 16], seed=[1, 2])
   w = tf.random.stateless_normal([3, 3, 16, 8], seed=[3, 4])
 

@@ -101,8 +101,8 @@ def use_forward_ops(choice: str, device_type: str, onednn: bool, jit_compile: bo
   choice: "forward_ops" / "native" force it; "auto" gives forward ops only on
   a "CPU" device_type with oneDNN off and jit_compile False. Measured
   (BUILD_NOTES.md, "Speed"): a win on Eigen CPU kernels (float32 1.18x,
-  bfloat16 8.4x), a loss with oneDNN (1.2-1.3x slower, twice the memory) and
-  under XLA on the CPU (which already lowers conv gradients to forward
+  bfloat16 8.4x), a loss with oneDNN (1.2-1.3x slower, twice the memory), no
+  gain under XLA on the CPU (which already lowers conv gradients to forward
   convs: 9.98 vs 9.67 CPU-s/iteration); GPU and TPU keep cuDNN's / XLA's own.
   """
   _check_choice(choice)
