@@ -1,6 +1,7 @@
 """layers/fast_conv: the kernel policy (which gradients, decided per device at
 trace time) and the forward-op gradients' equality with TensorFlow's."""
 
+import contextlib
 import dataclasses
 import itertools
 
@@ -45,7 +46,7 @@ def _grad_op_types(policy, device=None, batch=2):
 
   @tf.function
   def fn(x, w):
-    with tf.device(device) if device else _nullcontext():
+    with tf.device(device) if device else contextlib.nullcontext():
       with tf.GradientTape() as tape:
         tape.watch([x, w])
         w2 = w * 1.0           # created under the scope, as SNConv2D's normalised kernel
@@ -54,14 +55,6 @@ def _grad_op_types(policy, device=None, batch=2):
 
   graph = fn.get_concrete_function(x_spec, w_spec).graph
   return {op.type for op in graph.get_operations()}
-
-
-class _nullcontext:
-  def __enter__(self):
-    return None
-
-  def __exit__(self, *exc):
-    return False
 
 
 @pytest.mark.parametrize("device,want_native", [
