@@ -1,7 +1,8 @@
 """`./run.sh bench`: how fast the training iteration (and input, eval) runs.
 
   ./run.sh bench                          imagenet128 architecture, batch 8 per replica,
-                                          float32 and float32+xla (the issue-7 configuration)
+                                          float32 and float32+xla (+ bfloat16 on a CPU
+                                          with bf16 hardware)
   ./run.sh bench --bench_variants=all     ... every variant (many minutes on a CPU)
   ./run.sh bench --preset=demo            the embedded demo at its own batch (16), all variants
   ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
@@ -16,8 +17,13 @@ a distributed iterator of one in-memory batch repeated
 scratch (models, optimisers, compiled function), warmed up (tracing,
 Grappler, XLA, oneDNN primitive creation), then timed over `--bench_repeats`
 repeats of `--bench_iters` iterations; the table gives the median seconds
-per iteration, images/s (global batch / seconds) and the ratio of images/s
-to the first variant measured in the same process. Every variant runs in
+per iteration, images/s (global batch / seconds), the ratio of images/s
+to the first variant measured in the same process, the FLOP rate and its
+share of the CPU's estimated peak, and which convolution gradients the
+kernel policy chose (layers/fast_conv.py). Above the table: the CPU model
+and kind (AVX2 / AVX-512 / AVX-512+AMX, bf16 hardware, oneDNN on or off;
+platform_info.py) and the peak estimate (cores x clock x FLOP/cycle of the
+kind and precision: an upper bound, not a measurement). Every variant runs in
 this one process, one after the other, with the models freed in between;
 the Keras dtype policy is per model and XLA per tf.function, so nothing
 leaks from one variant into the next.
@@ -32,7 +38,8 @@ Defaults (each only when its flag is not given; config.MODE_PRESETS and
 config.CONTEXT_DEFAULTS, applied by config.merge):
   * `--preset`: imagenet128 (the architecture the speed targets are about);
   * imagenet presets: per-replica batch 8 (their 256 is a TPU-pod batch),
-    variants float32,float32+xla and 1 iteration per repeat, which keeps
+    variants float32,float32+xla (and bfloat16 where the CPU has bf16
+    hardware: AVX512_BF16 or AMX) and 1 iteration per repeat, which keeps
     `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
@@ -65,17 +72,24 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import data
+from sagan_tf import platform_info
 from sagan_tf.data import bench_input
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers
 from sagan_tf.eval import run as eval_run
+from sagan_tf.layers import fast_conv
 from sagan_tf.models.generator import build_generator
-from sagan_tf.train import setup
+from sagan_tf.train import flops, setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.strategy import make_strategy
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
+
+
+def large_default_variants(info=None) -> str:
+  """The imagenet presets' default variants on this CPU (info: platform_info.CpuInfo)."""
+  return config_lib.bench_large_variants((info or platform_info.cpu_info()).bf16_hardware)
 
 
 # ------------------------------------------------------------------ variants
@@ -138,7 +152,19 @@ class VariantTiming:
   cpu_seconds_per_iteration: float  # median process CPU time (all threads) per iteration
   warmup_seconds: float           # first call(s): tracing + compiling
   iterations_per_repeat: int
+  flops_per_iteration: int = 0    # train/flops.py: convolutions and matmuls, all replicas
+  conv_gradients: str = ""        # which conv gradient kernels the policy chose
+  peak_flops: Optional[float] = None  # estimated peak of this CPU at the precision
   ratio: float = 1.0
+
+  @property
+  def flops_per_s(self) -> float:
+    return self.flops_per_iteration / self.seconds_per_iteration
+
+  @property
+  def share_of_peak(self) -> Optional[float]:
+    """Achieved FLOP/s / estimated peak FLOP/s (None when the peak is unknown)."""
+    return self.flops_per_s / self.peak_flops if self.peak_flops else None
 
   def to_json(self) -> Dict[str, object]:
     return {"name": self.name, "preset": self.preset, "batch": self.batch,
@@ -148,7 +174,11 @@ class VariantTiming:
             "cpu_seconds_per_iteration": self.cpu_seconds_per_iteration,
             "repeat_seconds_per_iteration": self.repeat_seconds,
             "iterations_per_repeat": self.iterations_per_repeat,
-            "warmup_seconds": self.warmup_seconds}
+            "warmup_seconds": self.warmup_seconds,
+            "flops_per_iteration": self.flops_per_iteration,
+            "gflops_per_s": self.flops_per_s / 1e9, "conv_gradients": self.conv_gradients,
+            "peak_gflops_estimate": self.peak_flops / 1e9 if self.peak_flops else None,
+            "share_of_peak": self.share_of_peak}
 
 
 def set_ratios(results: List[VariantTiming]) -> None:
@@ -210,6 +240,7 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
     warmup_calls = 1
 
   models = setup.build_gan(vcfg, strategy)
+  flop = iteration_flops(models, vcfg, per_replica, n)
   with strategy.scope():
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -246,12 +277,44 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
                   global_batch=global_batch, seconds_per_iteration=seconds,
                   images_per_s=global_batch / seconds, repeat_seconds=per_iter,
                   cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
-                  warmup_seconds=warmup, iterations_per_repeat=calls * spl)
+                  warmup_seconds=warmup, iterations_per_repeat=calls * spl,
+                  flops_per_iteration=flop, **platform_columns(vcfg, strategy))
   del train_fn, iterator, dataset, models, step_var, batch
   gc.collect()
   keras.backend.clear_session()
   gc.collect()
   return result
+
+
+def iteration_flops(models, cfg, per_replica: int, num_replicas: int) -> int:
+  """train/flops.py's count for the built models (0, logged, when it cannot count)."""
+  try:
+    return flops.train_iteration_flops(models.generator, models.discriminator, cfg,
+                                       per_replica, num_replicas)
+  except (ValueError, TypeError) as e:
+    logging.warning("bench: no FLOP count (%s); the share of peak is left out.", e)
+    return 0
+
+
+def device_type(strategy) -> str:
+  """'CPU', 'GPU' or 'TPU': where the strategy's replicas run."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    device = strategy.extended.worker_devices[0]
+  except (RuntimeError, AttributeError, IndexError):   # the default strategy
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+  kind = tf.DeviceSpec.from_string(device).device_type or "CPU"
+  return "TPU" if kind.startswith("TPU") else kind
+
+
+def platform_columns(cfg, strategy) -> Dict[str, object]:
+  """conv_gradients (the kernel policy's choice for cfg here) and peak_flops
+  (CPU replicas only: the estimate of platform_info)."""
+  kind = device_type(strategy)
+  onednn = kind == "CPU" and platform_info.onednn_enabled()
+  forward = fast_conv.use_forward_ops(cfg.conv_gradients, kind, onednn, cfg.jit_compile)
+  peak = platform_info.cpu_info().peak_flops(cfg.precision) if kind == "CPU" else None
+  return {"conv_gradients": "forward ops" if forward else "native", "peak_flops": peak}
 
 
 def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
@@ -273,15 +336,18 @@ def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
 
 
 def format_table(results: Sequence[VariantTiming]) -> str:
-  rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "repeats (s/iter)",
-           "warm-up s", "cpu s/iter")]
+  rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "GFLOP/s", "% peak",
+           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter")]
   for r in results:
+    share = r.share_of_peak
     rows.append((r.name, r.preset, str(r.batch), f"{r.seconds_per_iteration:.3f}",
                  f"{r.images_per_s:.2f}", f"{r.ratio:.2f}",
+                 f"{r.flops_per_s / 1e9:.1f}" if r.flops_per_iteration else "n/a",
+                 f"{100 * share:.0f}%" if share is not None else "n/a", r.conv_gradients,
                  " ".join(f"{s:.3f}" for s in r.repeat_seconds), f"{r.warmup_seconds:.1f}",
                  f"{r.cpu_seconds_per_iteration:.2f}"))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-  lines = ["  ".join(c.ljust(w) if i in (0, 1, 6) else c.rjust(w)
+  lines = ["  ".join(c.ljust(w) if i in (0, 1, 8, 9) else c.rjust(w)
                      for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
   return "\n".join(lines)
@@ -297,9 +363,26 @@ def write_json(path: str, results: Sequence[VariantTiming], extra: Dict[str, obj
 
 
 # ------------------------------------------------------------------ modes
+def platform_header(info=None, onednn: Optional[bool] = None) -> str:
+  """The CPU lines above the table: model, kind, oneDNN, and the peak estimate."""
+  info = info or platform_info.cpu_info()
+  onednn = platform_info.onednn_enabled() if onednn is None else onednn
+  lines = [platform_info.describe(info, onednn)]
+  peaks = []
+  for precision in config_lib.PRECISIONS:
+    peak = info.peak_flops(precision)
+    if peak:
+      peaks.append(f"{precision} {info.physical_cores} x {info.mhz / 1000:.2f} GHz x "
+                   f"{info.flop_per_cycle(precision)} FLOP/cycle = {peak / 1e9:.0f} GFLOP/s")
+  lines.append("peak estimate (cores x clock x FLOP/cycle for the kind, an upper bound): " +
+               ("; ".join(peaks) if peaks else "unknown for this CPU"))
+  return "\n".join(lines)
+
+
 def _bench_train(cfg, strategy) -> int:
   variants = parse_variants(cfg.bench_variants)
   n = strategy.num_replicas_in_sync
+  print(platform_header(), flush=True)
   print(f"bench train: preset {cfg.preset} ({cfg.image_size}x{cfg.image_size}, "
         f"{cfg.num_classes} classes, gf_dim {cfg.gf_dim}, df_dim {cfg.df_dim}), "
         f"per-replica batch {cfg.per_replica_batch(n)} x {n} replica(s); "
@@ -313,9 +396,15 @@ def _bench_train(cfg, strategy) -> int:
   print(f"load average before/after: {load_before} / {load_after}; float32 matmul "
         f"yardstick {gflops:.0f} GFLOP/s; peak resident memory {rss:.0f} MiB.\n"
         "(cpu s/iter = process CPU time, all threads: steadier than wall time when other "
-        "processes share the CPU.)", flush=True)
+        "processes share the CPU. GFLOP/s = the convolutions' and matmuls' FLOP per "
+        "iteration (train/flops.py) / s/iter; % peak = that / the estimated peak.)",
+        flush=True)
   if cfg.json:
+    info = platform_info.cpu_info()
     write_json(cfg.json, results, {"what": "train", "load_average_before": load_before,
+                                   "cpu_model": info.model, "cpu_kind": info.kind,
+                                   "bf16_hardware": info.bf16_hardware,
+                                   "onednn": platform_info.onednn_enabled(),
                                    "load_average_after": load_after,
                                    "matmul_gflops": gflops, "peak_rss_mb": rss,
                                    "replicas": n})
@@ -330,7 +419,8 @@ def bench(cfg, typed=None) -> int:
   from its preset).
   """
   strategy = make_strategy(config_lib.merge("bench", cfg, typed))
-  cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync)
+  cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync,
+                         bf16_hardware=platform_info.cpu_info().bf16_hardware)
   if cfg.what == "train":
     return _bench_train(cfg, strategy)
   if cfg.what == "input":

@@ -86,6 +86,8 @@ def _f(default, help_text: str, *, kind: Kind, **kwargs):
 ATTENTION_VARIANTS = ("original", "paper")
 LOSSES = ("hinge", "kl")
 PRECISIONS = ("float32", "bfloat16")
+# Convolution gradient kernels (layers/fast_conv.py decides what "auto" means).
+CONV_GRADIENTS = ("auto", "forward_ops", "native")
 
 
 class ConfigError(UserError):
@@ -152,6 +154,10 @@ class Config:
                       "(Keras mixed precision; losses and SN sigma in float32).",
                       choices=PRECISIONS, kind=TRAINING)
   jit_compile: bool = _f(False, "Compile the train step with XLA.", kind=EXECUTION)
+  conv_gradients: str = _f(
+      "auto", "Convolution gradient kernels: auto (forward-op gradients on CPUs with "
+      "Eigen kernels outside XLA, native on oneDNN CPUs, GPU, TPU), forward_ops or "
+      "native (force one, for A/B runs).", choices=CONV_GRADIENTS, kind=EXECUTION)
   ema_decay: float = _f(0.0, "Decay of an EMA of G's weights (0 = off; e.g. 0.9999).",
                         kind=TRAINING)
   ema_start: int = _f(0, "Step from which the EMA averages (copied before).", kind=TRAINING)
@@ -294,7 +300,8 @@ class Config:
               f"--{field} has {r}, where the model has {channels[r]} channels; "
               "self-attention needs at least 8 (raise --gf_dim/--df_dim or move it).")
     for field, choices in (("attention_variant", ATTENTION_VARIANTS),
-                           ("loss", LOSSES), ("precision", PRECISIONS)):
+                           ("loss", LOSSES), ("precision", PRECISIONS),
+                           ("conv_gradients", CONV_GRADIENTS)):
       if getattr(self, field) not in choices:
         raise ConfigError(f"--{field}={getattr(self, field)!r} is not one of "
                           f"{', '.join(choices)}.")
@@ -366,10 +373,16 @@ Config.preset = staticmethod(_preset)
 # ------------------------------------------------------- context defaults
 # bench on the imagenet presets: their 256 is a TPU-pod batch and one
 # iteration is ~1.2 TFLOP, so on a CPU bench times 8 images per replica, the
-# two variants that matter there, one iteration per repeat.
+# variants that matter there (float32 with and without XLA, and bfloat16 where
+# the CPU has bf16 hardware: context fact `bf16_hardware`), one iteration per repeat.
 BENCH_PER_REPLICA_BATCH = {"imagenet128": 8, "imagenet128_feat64": 8}
 BENCH_LARGE_VARIANTS = "float32,float32+xla"
 BENCH_LARGE_ITERS = 1
+
+
+def bench_large_variants(bf16_hardware: bool) -> str:
+  """bench's default variants for the imagenet presets on a CPU with/without bf16 hardware."""
+  return BENCH_LARGE_VARIANTS + (",bfloat16" if bf16_hardware else "")
 
 
 class ContextDefault(NamedTuple):
@@ -390,7 +403,8 @@ CONTEXT_DEFAULTS = (
     ContextDefault("batch_size", ("bench",), _bench_large(
         lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),
     ContextDefault("bench_variants", ("bench",),
-                   _bench_large(lambda cfg, ctx: BENCH_LARGE_VARIANTS)),
+                   _bench_large(lambda cfg, ctx: bench_large_variants(
+                       bool(ctx.get("bf16_hardware", False))))),
     ContextDefault("bench_iters", ("bench",), _bench_large(lambda cfg, ctx: BENCH_LARGE_ITERS)),
 )
 
@@ -492,7 +506,7 @@ def merge(mode: str, given: Config, typed: Optional[AbstractSet[str]] = None,
     given: the invocation's Config (Invocation.config; or a Config built in code).
     typed: the fields the user typed (Invocation.typed); None = typed_fields(given).
     stored: the run's config.json, for the modes in READS_RUN (required there).
-    **context: run-time facts CONTEXT_DEFAULTS use (num_replicas).
+    **context: run-time facts CONTEXT_DEFAULTS use (num_replicas, bf16_hardware).
   Returns:
     The validated Config.
   """

@@ -18,15 +18,26 @@ forward pass). The same sums written as forward ops:
 
 Results equal TensorFlow's to float rounding (the summation order differs).
 Even kernel sizes keep TensorFlow's own gradient.
+
+Whether these gradients are used is decided here, once per traced conv, by
+`use_forward_ops` (the kernel policy): only where they were measured to win,
+a CPU running TensorFlow's Eigen kernels (oneDNN off) outside XLA. oneDNN
+CPUs, GPUs (cuDNN) and TPUs (XLA) keep the native gradients (BUILD_NOTES.md,
+"Speed": 1.18x float32 / 8.4x bfloat16 on an AVX2 CPU, 1.2-1.3x slower and
+twice the memory on an AMX CPU). `--conv_gradients=forward_ops|native`
+forces either (A/B runs).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from absl import logging
 import tensorflow as tf
 
-# Read when a function is traced: False gives plain tf.nn.conv2d everywhere (for
-# A/B measurements, BUILD_NOTES.md "Speed"; not a user setting).
-ENABLED = True
+from sagan_tf import platform_info
+from sagan_tf.config import CONV_GRADIENTS  # cfg.conv_gradients: "auto" = the policy below
+
 # Inputs with fewer channels keep TensorFlow's gradient: for the RGB input
 # layer the transposed formulation is slower (BUILD_NOTES.md, "Speed").
 MIN_INPUT_CHANNELS = 8
@@ -77,15 +88,93 @@ def _conv2d_same_fast(x, w):
   return y, grad
 
 
-def conv2d_same(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+# ------------------------------------------------------------------ policy
+def _check_choice(choice: str) -> None:
+  if choice not in CONV_GRADIENTS:
+    raise ValueError(f"conv gradients {choice!r} is not one of {', '.join(CONV_GRADIENTS)}")
+
+
+def use_forward_ops(choice: str, device_type: str, onednn: bool, jit_compile: bool) -> bool:
+  """The kernel policy: True = the forward-op gradients above, False = TensorFlow's.
+
+  choice: "forward_ops" / "native" force it; "auto" gives forward ops only on
+  a "CPU" device_type with oneDNN off and jit_compile False. Measured
+  (BUILD_NOTES.md, "Speed"): a win on Eigen CPU kernels (float32 1.18x,
+  bfloat16 8.4x), a loss with oneDNN (1.2-1.3x slower, twice the memory), no
+  gain under XLA on the CPU (which already lowers conv gradients to forward
+  convs: 9.98 vs 9.67 CPU-s/iteration); GPU and TPU keep cuDNN's / XLA's own.
+  """
+  _check_choice(choice)
+  if choice != "auto":
+    return choice == "forward_ops"
+  return device_type == "CPU" and not onednn and not jit_compile
+
+
+def placement_device_type(*tensors: tf.Tensor) -> str:
+  """'CPU', 'GPU' or 'TPU': where ops created now (with these inputs) run.
+
+  The first device set on a tensor (graph tensors carry the device scope they
+  were created under, e.g. MirroredStrategy's per-replica scope; eager ones
+  their placement); else a TPUStrategy's replica context means TPU; else
+  TensorFlow's default placement (a visible GPU takes the convolutions).
+  """
+  for t in tensors:
+    device = getattr(t, "device", "") or ""
+    if device:
+      kind = tf.DeviceSpec.from_string(device).device_type or ""
+      if kind.startswith("TPU"):
+        return "TPU"
+      if kind in ("CPU", "GPU"):
+        return kind
+  if tf.distribute.has_strategy() and isinstance(
+      tf.distribute.get_strategy(),
+      (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy)):
+    return "TPU"
+  return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvPolicy:
+  """What a model was built with: cfg.conv_gradients and cfg.jit_compile.
+
+  `forward_ops(x, w)` applies `use_forward_ops` at trace time, for the device
+  the convolution is placed on and this process's CPU back end.
+  """
+  choice: str = "auto"
+  jit_compile: bool = False
+
+  def __post_init__(self):
+    _check_choice(self.choice)
+
+  def forward_ops(self, x: tf.Tensor, w: tf.Tensor) -> bool:
+    device_type = placement_device_type(w, x)
+    onednn = platform_info.onednn_enabled() if device_type == "CPU" else False
+    decision = use_forward_ops(self.choice, device_type, onednn, self.jit_compile)
+    _log_once(self, device_type, onednn, decision)
+    return decision
+
+
+_LOGGED = set()
+
+
+def _log_once(policy: ConvPolicy, device_type: str, onednn: bool, decision: bool) -> None:
+  key = (policy, device_type, onednn, decision)
+  if key not in _LOGGED:
+    _LOGGED.add(key)
+    logging.info("conv gradients %s on %s (oneDNN %s, XLA %s): %s.", policy.choice,
+                 device_type, "on" if onednn else "off", "on" if policy.jit_compile else "off",
+                 "forward ops (fast_conv)" if decision else "TensorFlow's native kernels")
+
+
+def conv2d_same(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy = ConvPolicy()) -> tf.Tensor:
   """tf.nn.conv2d(x [B,H,W,Cin], w [k,k,Cin,Cout], stride 1, SAME) -> [B,H,W,Cout].
 
   Odd square kernels with static H, W, channels (at least MIN_INPUT_CHANNELS
-  inputs) use the forward-op gradients above; anything else is plain
-  tf.nn.conv2d.
+  inputs) use the forward-op gradients above where `policy` says so; anything
+  else is plain tf.nn.conv2d. The forward values are the same either way.
   """
   k1, k2 = w.shape[0], w.shape[1]
-  if (not ENABLED or k1 is None or k1 != k2 or k1 % 2 == 0 or None in x.shape[1:] or
-      x.shape[-1] < MIN_INPUT_CHANNELS):
+  if (k1 is None or k1 != k2 or k1 % 2 == 0 or None in x.shape[1:] or
+      x.shape[-1] < MIN_INPUT_CHANNELS or not policy.forward_ops(x, w)):
     return tf.nn.conv2d(x, w, strides=1, padding="SAME")
   return _conv2d_same_fast(x, w)

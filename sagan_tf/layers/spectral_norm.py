@@ -26,7 +26,7 @@ from typing import Dict, Tuple
 import keras
 import tensorflow as tf
 
-from sagan_tf.layers.fast_conv import conv2d_same
+from sagan_tf.layers.fast_conv import ConvPolicy, conv2d_same
 
 
 def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
@@ -51,14 +51,15 @@ def spectral_normalize(w: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor
   return tf.reshape(w_mat / sigma, shape), sigma, u_new
 
 
-def conv(x: tf.Tensor, kernel: tf.Tensor, bias=None) -> tf.Tensor:
+def conv(x: tf.Tensor, kernel: tf.Tensor, bias=None,
+         policy: ConvPolicy = ConvPolicy()) -> tf.Tensor:
   """x [B,H,W,Cin] conv kernel [k,k,Cin,Cout] (stride 1, SAME) + bias [Cout] -> [B,H,W,Cout].
 
   The math of `SNConv2D` after normalisation, also run by the export with a
-  folded constant kernel W / sigma. The bias is cast to x's dtype.
+  folded constant kernel W / sigma. The bias is cast to x's dtype. `policy`
+  picks the gradient kernels (fast_conv.py); the forward values do not depend on it.
   """
-  # = tf.nn.conv2d(x, kernel, 1, "SAME"), with a faster backward pass on CPU (fast_conv.py).
-  y = conv2d_same(x, kernel)
+  y = conv2d_same(x, kernel, policy)
   return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, y.dtype))
 
 
@@ -121,7 +122,8 @@ class SNConv2D(SNLayer):
 
   Input [B, H, W, Cin] -> [B, H, W, filters]. Variables `w`
   [k, k, Cin, filters] (Glorot uniform), `biases` [filters] (zeros, when
-  use_bias), `u` [1, filters].
+  use_bias), `u` [1, filters]. `conv_policy` (fast_conv.ConvPolicy) picks the
+  gradient kernels when the call is traced; the models set it from the config.
   """
 
   def __init__(self, filters: int, kernel_size: int, tf1_scope: str,
@@ -130,6 +132,7 @@ class SNConv2D(SNLayer):
     self.filters = filters
     self.kernel_size = kernel_size
     self.use_bias = use_bias
+    self.conv_policy = ConvPolicy()
 
   def build(self, input_shape):
     k = self.kernel_size
@@ -146,7 +149,9 @@ class SNConv2D(SNLayer):
     return self.w
 
   def call(self, x, update_u=True):
-    return conv(x, self.normalized(self.w, update_u), self.biases if self.use_bias else None)
+    # The backward kernels per conv_policy (fast_conv.py).
+    return conv(x, self.normalized(self.w, update_u), self.biases if self.use_bias else None,
+                self.conv_policy)
 
   def tf1_variables(self):
     out = {"w": self.w, "u": self.u}

@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from sagan_tf.layers.attention import SelfAttention
-from sagan_tf.layers.spectral_norm import SNLayer
+from sagan_tf.layers.fast_conv import ConvPolicy
+from sagan_tf.layers.spectral_norm import SNConv2D, SNLayer
 
 TF1_ROOT = "model"
 
@@ -63,6 +64,13 @@ class TF1NamedModel(keras.Model):
     """Every spectral-normalised layer (they own the `u` vectors)."""
     return [l for l in self._flatten_layers(include_self=False, recursive=True)
             if isinstance(l, SNLayer)]
+
+  def use_conv_policy(self, cfg) -> None:
+    """Every SN convolution computes its gradients per cfg.conv_gradients (fast_conv.py)."""
+    policy = ConvPolicy(cfg.conv_gradients, cfg.jit_compile)
+    for layer in self.sn_layers():
+      if isinstance(layer, SNConv2D):
+        layer.conv_policy = policy
 
   def u_variables(self) -> Dict[str, keras.Variable]:
     return {f"{TF1_ROOT}/{l.tf1_scope}/u": l.u for l in self.sn_layers()}

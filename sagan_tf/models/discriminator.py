@@ -93,6 +93,7 @@ class Discriminator(TF1NamedModel):
     self.d_sn_linear = SNDense(1, "d_sn_linear", dtype="float32")
     self.d_embedding = SNEmbedding(cfg.num_classes, self.h_channels, "d_embedding",
                                    dtype="float32")
+    self.use_conv_policy(cfg)
 
   def call(self, images, labels, training=False, update_u=True):
     x = tf.cast(images, self.compute_dtype)

@@ -151,6 +151,7 @@ class Generator(TF1NamedModel):
         self.stages.append(SelfAttention(cfg.gf_dim * m, scope, cfg.attention_variant, **p))
     self.g_bn = OutputBatchNorm("g_bn", cfg.cross_replica_bn, decay=cfg.output_bn_decay, **p)
     self.g_snconv_last = SNConv2D(3, 3, "g_snconv_last", **p)
+    self.use_conv_policy(cfg)
 
   def _stage(self, stage, training, update_u) -> Tuple[str, Stage]:
     if isinstance(stage, SelfAttention):

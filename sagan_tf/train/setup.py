@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from sagan_tf.models.discriminator import build_discriminator
 from sagan_tf.models.generator import build_generator
+from sagan_tf.train.adam import FusedAdam
 from sagan_tf.train.step import GANModels
 
 
@@ -14,10 +15,12 @@ def make_adam(cfg, learning_rate: float) -> keras.optimizers.Adam:
   """Adam as the original's TF1 AdamOptimizer: beta1 0, beta2 0.999, epsilon 1e-8.
 
   (Keras' default epsilon is 1e-7.) The update equals TF1's
-  `lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`.
+  `lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`, one fused
+  ResourceApplyAdam per variable as TF1 ran it (train/adam.py); a Keras Adam
+  in interface and checkpoint.
   """
-  return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=cfg.beta1,
-                               beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
+  return FusedAdam(learning_rate=learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2,
+                   epsilon=cfg.adam_epsilon)
 
 
 def build_gan(cfg, strategy=None) -> GANModels:
