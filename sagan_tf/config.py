@@ -341,7 +341,20 @@ def from_flags(flag_values=None) -> Config:
       typed.add(field.name)
       if field.name != "preset":
         overrides[field.name] = _parse_value(field, fv[field.name].value)
+  _tpu_sized_loops(overrides, typed, cfg)
   return dataclasses.replace(cfg, command_line=frozenset(typed), **overrides).validate()
+
+
+# Iterations per call of the train function on a TPU unless --steps_per_loop is
+# typed: each call is a host round trip (metrics read, summaries, checkpoints
+# and the preemption check happen between calls), which one iteration per
+# call would pay every step.
+TPU_STEPS_PER_LOOP = 100
+
+
+def _tpu_sized_loops(overrides: Dict[str, Any], typed, cfg: Config) -> None:
+  if overrides.get("tpu", cfg.tpu) and "steps_per_loop" not in typed:
+    overrides["steps_per_loop"] = TPU_STEPS_PER_LOOP
 
 
 def _public_fields():

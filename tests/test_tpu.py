@@ -1,0 +1,103 @@
+"""The TPU path, checked on the CPU as closely as TensorFlow allows.
+
+* TPUStrategy's argument rule (tests/tpu_contract.py): training, with the
+  sample grid it writes, passes tensors only to `strategy.run`.
+* The whole iteration under `jit_compile=True` on one device (the proxy for
+  what TPUStrategy compiles): one XLA computation per call, the same weights
+  as the uncompiled step.
+* `--tpu` picks TPU-sized loops; a TPU that cannot be initialised says why.
+"""
+
+import functools
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train_helpers as th
+from tpu_contract import TPUArgumentError, check_run_arguments, tpu_argument_rule
+
+
+# --------------------------------------------------------------- the rule
+def test_rule_rejects_what_tpustrategy_rejects_and_names_the_leaf(two_cpu_strategy):
+  cfg = th.tiny_config()
+  check_run_arguments((tf.zeros([2]), [(np.ones(3), 1)]), {"step": tf.constant(3)})
+  with pytest.raises(TPUArgumentError, match=r"args\[1\]\[0\] is a .*partial"):
+    check_run_arguments((tf.zeros([2]), [functools.partial(print)]))
+  with pytest.raises(TPUArgumentError, match=r"kwargs\['cfg'\] is a sagan_tf.config.Config"):
+    check_run_arguments((), {"cfg": cfg})
+  # Patched into every strategy's run, undone afterwards.
+  with tpu_argument_rule() as record:
+    with pytest.raises(TPUArgumentError, match="args"):
+      two_cpu_strategy.run(lambda c: 0, args=(cfg,))
+    two_cpu_strategy.run(lambda x: x + 1, args=(tf.constant(1.0),))
+    tf.distribute.get_strategy().run(lambda x: x, args=(tf.constant(1.0),))
+  assert record.calls == ["<lambda>", "<lambda>"]
+  two_cpu_strategy.run(lambda c: 0, args=(cfg,))  # MirroredStrategy forgives it again
+
+
+@pytest.mark.slow
+def test_training_and_its_samples_pass_tensors_only_to_strategy_run(tmp_path, two_cpu_strategy):
+  from sagan_tf.train import loop
+  cfg = th.tiny_config(model_dir=str(tmp_path / "run"), train_steps=4, steps_per_loop=2,
+                       d_steps=2, ema_decay=0.9, sample_every_steps=2,
+                       checkpoint_every_steps=2)
+  with tpu_argument_rule() as record:
+    trainer = loop.Trainer(cfg, two_cpu_strategy)
+    assert trainer.run() == 0
+  assert int(trainer.step_var.numpy()) == 4
+  # The replica iteration (G step, D steps, EMA) and the sample grid's generator.
+  assert "replica_fn" in record.calls and "sample_replica" in record.calls, record.calls
+  assert os.path.exists(os.path.join(cfg.model_dir, "samples"))
+
+
+# ------------------------------------------------------- XLA, whole call
+@pytest.mark.slow
+def test_whole_iteration_compiles_as_one_xla_call_with_the_uncompiled_weights():
+  """3 iterations (steps_per_loop 3, d_steps 2, EMA on) as ONE XLA computation
+  on one CPU device equal the uncompiled step. In a subprocess: XLA's CPU
+  optimisations only cost compile time here (XLA_FLAGS, read once per process)."""
+  import json
+  result = th.run([sys.executable, os.path.join(th.REPO, "tests", "xla_whole_call.py")],
+                  timeout=1500,
+                  extra_env={"XLA_FLAGS": "--xla_backend_optimization_level=0"})
+  assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  # Everything that changes state is inside the one XLA function: the host
+  # graph holds no assignment, optimiser or model op, and the one call it
+  # makes is marked must-compile (XLA or an error, never a silent fallback).
+  assert set(out["host_ops"]) <= HOST_OPS, set(out["host_ops"]) - HOST_OPS
+  assert out["calls"] == 1 and out["must_compile"]
+  # XLA compiled it: the loop is an HLO while whose state carries every
+  # variable (G, D, EMA, both Adams, u, moving statistics, the step).
+  assert out["hlo_while"] and out["hlo_parameters"] >= out["variables"] > 100
+  # The iterations trained, and the compiled run equals the uncompiled one:
+  # z is XLA-consistent (step.standard_normal); float32 rounding differs only
+  # by XLA's fusion. Adam moves each weight by about lr per step, so a
+  # difference far below lr means the same updates.
+  assert out["changed"] > out["compared"] // 2, out
+  assert out["compared"] == out["variables_compared"]
+  worst = max(out["max_abs_diff"].values())
+  assert worst < 2e-5 < out["lr_d"] / 10, sorted(out["max_abs_diff"].items(),
+                                                 key=lambda kv: -kv[1])[:5]
+
+
+# Graph ops the host part of a whole-call-compiled train function may hold:
+# taking and stacking the batches, reading the step, calling the XLA function.
+HOST_OPS = {"Placeholder", "IteratorGetNext", "Pack", "Cast", "ReadVariableOp", "Identity",
+            "NoOp", "Const", "StatefulPartitionedCall", "PartitionedCall"}
+
+
+# ------------------------------------------------------ TPU configuration
+def test_tpu_defaults_to_tpu_sized_loops_unless_steps_per_loop_is_typed():
+  from absl import flags
+  from sagan_tf import config
+  for argv, want in ((["--tpu=local"], config.TPU_STEPS_PER_LOOP),
+                     (["--tpu=local", "--steps_per_loop=7"], 7),
+                     ([], config.Config.preset("imagenet128").steps_per_loop)):
+    fv = flags.FlagValues()
+    config.define_flags(fv)
+    fv(["prog", "--preset=imagenet128", *argv])
+    assert config.from_flags(fv).steps_per_loop == want, argv
