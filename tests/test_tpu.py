@@ -101,3 +101,22 @@ def test_tpu_defaults_to_tpu_sized_loops_unless_steps_per_loop_is_typed():
     config.define_flags(fv)
     fv(["prog", "--preset=imagenet128", *argv])
     assert config.from_flags(fv).steps_per_loop == want, argv
+
+
+def test_tpu_errors_tell_missing_tpu_support_from_an_unreachable_tpu(monkeypatch):
+  from sagan_tf.errors import UserError
+  from sagan_tf.train import strategy
+  supported, what = strategy.tpu_support()
+  assert not supported and what == f"tensorflow {tf.__version__}"  # the plain wheel here
+  with pytest.raises(UserError, match=r"this TensorFlow \(tensorflow 2\.\d+\.\d+\) has no TPU "
+                     r"support.*tensorflow-tpu 2\.20\.0.*requirements-tpu\.txt"):
+    strategy._tpu_strategy("local")  # pylint: disable=protected-access
+
+  def unreachable(tpu):
+    raise ValueError(f"Could not lookup TPU metadata from name '{tpu}'.")
+
+  monkeypatch.setattr(strategy, "tpu_support", lambda: (True, "tensorflow_tpu 2.20.0"))
+  monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", unreachable)
+  with pytest.raises(UserError, match=r"No TPU named 'my-tpu' is reachable with tensorflow_tpu "
+                     r"2\.20\.0 \(Could not lookup.*check the name, zone and project"):
+    strategy._tpu_strategy("my-tpu")  # pylint: disable=protected-access

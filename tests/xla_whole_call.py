@@ -51,9 +51,8 @@ def main():
   concrete = train_fn.get_concrete_function(iter(batches(CFG, 1)))
   ops = concrete.graph.get_operations()
   calls = [op for op in ops if op.type in ("StatefulPartitionedCall", "PartitionedCall")]
-  library = {f.name: f for f in concrete.graph.as_graph_def().library.function}
-  fdef = library[calls[0].get_attr("f").name.decode()
-                 if isinstance(calls[0].get_attr("f").name, bytes) else calls[0].get_attr("f").name]
+  library = {f.signature.name: f for f in concrete.graph.as_graph_def().library.function}
+  fdef = library[calls[0].get_attr("f").name]
   n = CFG.steps_per_loop * CFG.d_steps
   hlo = train_fn.compiled_call.experimental_get_compiler_ir(
       tf.zeros([n, CFG.batch_size, CFG.image_size, CFG.image_size, 3]),
