@@ -74,14 +74,18 @@ def test_whole_iteration_compiles_as_one_xla_call_with_the_uncompiled_weights():
   # variable (G, D, EMA, both Adams, u, moving statistics, the step).
   assert out["hlo_while"] and out["hlo_parameters"] >= out["variables"] > 100
   # The iterations trained, and the compiled run equals the uncompiled one:
-  # z is XLA-consistent (step.standard_normal); float32 rounding differs only
-  # by XLA's fusion. Adam moves each weight by about lr per step, so a
-  # difference far below lr means the same updates.
+  # z is XLA-consistent (step.standard_normal), so the weights agree to float32
+  # rounding (2e-5), except where a gradient IS rounding noise (a conv bias
+  # feeding a batch norm has gradient 0 in exact arithmetic): Adam with
+  # beta1 = 0 moves a weight by +-lr per step with its gradient's sign, so such
+  # a weight may differ by up to 2 * lr * steps. Those are a handful.
   assert out["changed"] > out["compared"] // 2, out
   assert out["compared"] == out["variables_compared"]
+  beyond = {k: v for k, v in out["beyond_rounding"].items() if v}
+  assert sum(beyond.values()) <= out["elements"] // 1000, beyond
   worst = max(out["max_abs_diff"].values())
-  assert worst < 2e-5 < out["lr_d"] / 10, sorted(out["max_abs_diff"].items(),
-                                                 key=lambda kv: -kv[1])[:5]
+  assert worst <= 2 * out["lr"] * out["steps"], sorted(out["max_abs_diff"].items(),
+                                                       key=lambda kv: -kv[1])[:5]
 
 
 # Graph ops the host part of a whole-call-compiled train function may hold:

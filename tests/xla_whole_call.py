@@ -15,6 +15,7 @@ import train_helpers as th  # noqa: E402  pylint: disable=wrong-import-position
 from sagan_tf.train import setup, step  # noqa: E402  pylint: disable=wrong-import-position
 
 CFG = th.tiny_config(steps_per_loop=3, d_steps=2, ema_decay=0.9, ema_start=1)
+ROUNDING = 2e-5  # float32 rounding of 3 iterations, XLA's fusion against TF's kernels
 
 
 def batches(cfg, count):
@@ -74,7 +75,10 @@ def main():
       "compared": len(b),
       "changed": sum(not np.array_equal(a[k], initial[k]) for k in a),
       "max_abs_diff": {k: float(np.max(np.abs(a[k] - b[k]))) for k in a},
-      "lr_d": CFG.lr_d,
+      "elements": int(sum(a[k].size for k in a)),
+      "beyond_rounding": {k: int(np.sum(np.abs(a[k] - b[k]) > ROUNDING)) for k in a},
+      "lr": max(CFG.lr_g, CFG.lr_d),
+      "steps": CFG.steps_per_loop,
   }))
 
 
