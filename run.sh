@@ -80,9 +80,11 @@ setup_tpu_venv() {
   echo "$want" > "$STAMP"
 }
 
-wants_tpu=0
+wants_tpu=0 prev=""
 for a in "$@"; do
   case "$a" in --tpu=?*) wants_tpu=1 ;; esac
+  if [ "$prev" = "--tpu" ] && [ -n "$a" ]; then wants_tpu=1; fi
+  prev="$a"
 done
 # The TPU environment on a machine with a TPU (or when asked for: CI runs the
 # TPU build on the CPU with SAGAN_TPU_ENV=1). Elsewhere --tpu runs in .venv,
