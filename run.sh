@@ -24,7 +24,7 @@ pick_python() {
 
 setup_venv() {
   local want have
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-base.txt | sha256sum | cut -d' ' -f1)
   have=$(cat "$STAMP" 2>/dev/null || true)
   if [ ! -x "$VENV/bin/python" ]; then
     local py; py=$(pick_python)
@@ -38,7 +38,62 @@ setup_venv() {
   fi
 }
 
-setup_venv
+# --- Cloud TPU: .venv-tpu, with TensorFlow's TPU build and never a second TensorFlow.
+has_tpu_device() { compgen -G '/dev/accel*' >/dev/null || compgen -G '/dev/vfio/[0-9]*' >/dev/null; }
+
+system_tf_python() {  # a system Python whose TensorFlow is preinstalled (tpu-vm-tf-* runtime)
+  for p in "${PYTHON:-}" python3 python3.12 python3.11 python3.10; do
+    [ -n "$p" ] || continue
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("tensorflow") else 1)' 2>/dev/null; then
+      echo "$p"; return 0
+    fi
+  done
+  return 1
+}
+
+setup_tpu_venv() {
+  VENV=.venv-tpu
+  STAMP="$VENV/.requirements.sha256"
+  local want have py
+  want=$(cat requirements-base.txt requirements-tpu.txt requirements-tpu-nodeps.txt | sha256sum | cut -d' ' -f1)
+  have=$(cat "$STAMP" 2>/dev/null || true)
+  if [ ! -x "$VENV/bin/python" ]; then
+    if py=$(system_tf_python); then
+      echo "run.sh: creating $VENV over the preinstalled TensorFlow of $py (system site-packages)" >&2
+      "$py" -m venv --system-site-packages "$VENV"
+    else
+      py=$(pick_python)
+      echo "run.sh: creating $VENV with $py (installs requirements-tpu.txt)" >&2
+      "$py" -m venv "$VENV"
+    fi
+    have=""
+  fi
+  [ "$want" = "$have" ] && return 0
+  if "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("tensorflow") else 1)'; then
+    # A TensorFlow is there (the system's, or one installed before): add only the
+    # missing packages; tf-keras pinned to its version, all TF-bound ones without deps.
+    "$VENV/bin/python" -m sagan_tf.tools.install_missing >&2
+  else
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-tpu.txt >&2
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-tpu-nodeps.txt >&2
+  fi
+  echo "$want" > "$STAMP"
+}
+
+wants_tpu=0 prev=""
+for a in "$@"; do
+  case "$a" in --tpu=?*) wants_tpu=1 ;; esac
+  if [ "$prev" = "--tpu" ] && [ -n "$a" ]; then wants_tpu=1; fi
+  prev="$a"
+done
+# The TPU environment on a machine with a TPU (or when asked for: CI runs the
+# TPU build on the CPU with SAGAN_TPU_ENV=1). Elsewhere --tpu runs in .venv,
+# whose TensorFlow says within seconds that it has no TPU support.
+if [ "${SAGAN_TPU_ENV:-}" = 1 ] || { [ "$wants_tpu" = 1 ] && has_tpu_device; }; then
+  setup_tpu_venv
+else
+  setup_venv
+fi
 PY="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # Reuse host memory across steps: without it a 256x128x128x3 float batch is

@@ -398,8 +398,16 @@ def _bench_large(fn):
   return lambda cfg, ctx: fn(cfg, ctx) if cfg.preset in BENCH_PER_REPLICA_BATCH else None
 
 
+# Iterations per call of the train function on a TPU unless --steps_per_loop is
+# typed: each call is a host round trip (metrics read, summaries, checkpoints
+# and the preemption check happen between calls), which one iteration per
+# call would pay every step.
+TPU_STEPS_PER_LOOP = 100
+
 # Applied in order by merge; a rule sees what the rules before it set.
 CONTEXT_DEFAULTS = (
+    ContextDefault("steps_per_loop", ("train", "bench"),
+                   lambda cfg, ctx: TPU_STEPS_PER_LOOP if cfg.tpu else None),
     ContextDefault("batch_size", ("bench",), _bench_large(
         lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),
     ContextDefault("bench_variants", ("bench",),

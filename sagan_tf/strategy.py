@@ -68,18 +68,50 @@ def make_strategy(cfg, check_batch: bool = True) -> tf.distribute.Strategy:
   return strategy
 
 
+INSTALL_TPU = ("./run.sh --tpu=... on a Cloud TPU VM sets it up (README, \"Cloud TPU\"); by "
+               "hand: pip install -r requirements-tpu.txt && pip install --no-deps -r "
+               "requirements-tpu-nodeps.txt")
+
+
+def tpu_support() -> Tuple[bool, str]:
+  """(whether this TensorFlow can drive a TPU, which TensorFlow it is).
+
+  The TPU build is the `tensorflow-tpu` distribution, or a TensorFlow beside
+  a libtpu (a Cloud TPU VM's preinstalled one); the plain `tensorflow`
+  wheel has no TPU kernels (ConfigureDistributedTPU is not registered).
+  """
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  dists = importlib.metadata.packages_distributions().get("tensorflow", [])
+  what = f"{'+'.join(sorted(set(dists))) or 'tensorflow'} {tf.__version__}"
+  libtpu = bool(importlib.util.find_spec("libtpu") or os.environ.get("TPU_LIBRARY_PATH"))
+  tpu_dist = any(d.replace("_", "-").lower() == "tensorflow-tpu" for d in dists)
+  return tpu_dist or libtpu, what
+
+
 def _tpu_strategy(name: str) -> tf.distribute.TPUStrategy:
+  supported, what = tpu_support()
+  no_support = (f"--tpu={name}: this TensorFlow ({what}) has no TPU support; Cloud TPU "
+                f"needs TensorFlow's TPU build (tensorflow-tpu 2.20.0 with its libtpu, or "
+                f"the TensorFlow preinstalled on a tpu-vm-tf-* runtime): {INSTALL_TPU}. "
+                "Or leave --tpu empty to train without a TPU.")
+  if not supported:
+    raise UserError(no_support)
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
   except Exception as e:  # pylint: disable=broad-except
-    # The resolver fails with URLError / ValueError / OpError / ImportError
-    # depending on where the lookup stops; they all mean "no such TPU here".
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-    raise UserError(f"Cannot reach the TPU {name!r} ({reason}); check the name, zone and "
-                    "project (gcloud compute tpus list), or use --tpu=local on a TPU VM, "
-                    "or leave --tpu empty to train without a TPU.") from e
+    if "ConfigureDistributedTPU" in str(e):  # no TPU kernels after all
+      raise UserError(f"{no_support} ({reason})") from e
+    # The resolver fails with URLError / ValueError / OpError depending on
+    # where the lookup stops; they all mean "no such TPU here".
+    where = ("this machine has no TPU, or another process holds it" if name == "local"
+             else "check the name, zone and project (gcloud compute tpus list)")
+    raise UserError(f"No TPU named {name!r} is reachable with {what} ({reason}); {where}; "
+                    "use --tpu=local on a TPU VM, or leave --tpu empty to train without a "
+                    "TPU.") from e
   return tf.distribute.TPUStrategy(resolver)
 
 

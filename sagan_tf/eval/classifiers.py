@@ -339,8 +339,12 @@ def _train_shapes_classifier(model, pool_fn, image_size, seed, num_classes,
   y_train, y_val, y_test = (np.asarray(y, np.int64) for y in (y_train, y_val, y_test))
   steps = max(1, max_epochs * (len(x_train) // _BATCH))
   lr = keras.optimizers.schedules.CosineDecay(3e-3, steps)
+  # jit_compile=False: Keras' "auto" picks XLA where it can, and TensorFlow's
+  # TPU build has no XLA CPU backend ("no registered transfer manager for
+  # platform Host"); this small network needs none.
   model.compile(optimizer=keras.optimizers.Adam(lr),
-                loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+                loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                jit_compile=False)
   rng = np.random.RandomState(seed)
   val_accuracy = 0.0
   epochs = 0

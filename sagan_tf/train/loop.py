@@ -35,7 +35,7 @@ import signal
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -122,6 +122,14 @@ class _SignalFlag:
 def _value(variable) -> float:
   """A scalar variable's value (Keras, mirrored or plain) as a Python float."""
   return float(tf.convert_to_tensor(getattr(variable, "value", variable)).numpy())
+
+
+def _read_metrics(out) -> Tuple[Dict[str, float], bool]:
+  """A train call's outputs on the host in one transfer: ({name: float}, finite)."""
+  names = sorted(k for k in out if k != "finite")
+  packed = tf.stack([tf.cast(out[k], tf.float32) for k in names] +
+                    [tf.cast(out["finite"], tf.float32)]).numpy()
+  return dict(zip(names, packed[:-1].tolist())), bool(packed[-1])
 
 
 def _every(step_before: int, step_after: int, every: int) -> bool:
@@ -331,9 +339,7 @@ class Trainer:
                 self.step_var)
           fn = tail_fn
         try:
-          out = fn(iterator)
-          metrics = {k: float(v) for k, v in out.items() if k != "finite"}
-          finite = bool(out["finite"])
+          metrics, finite = _read_metrics(fn(iterator))
         except tf.errors.OpError as e:
           raise self._data_error(e) from None
         before, step = step, int(self.step_var.numpy())
@@ -448,10 +454,12 @@ class Trainer:
       generator = self.models.generator
     z, labels = sample_inputs(self.cfg)
 
+    def sample_replica():  # z and labels closed over: strategy.run gets no argument
+      return generator(z, labels, training=False, update_u=False)
+
     @tf.function
     def sample_fn():
-      images = strategy.run(
-          lambda: generator(z, labels, training=False, update_u=False))
+      images = strategy.run(sample_replica)
       return strategy.experimental_local_results(images)[0]
 
     return sample_fn

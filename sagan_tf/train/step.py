@@ -60,6 +60,22 @@ def replica_info():
   return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
 
 
+def standard_normal(shape, seed):
+  """float32 N(0, 1) of `shape`, a function of the int64 [2] `seed` only.
+
+  The inverse normal CDF of Philox bits: the same numbers (to float32
+  rounding) on CPU, GPU, under XLA and on a TPU. `tf.random.stateless_normal`
+  is not: its XLA kernel (and its AUTO_SELECT algorithm on a TPU) draws other
+  numbers than the CPU kernel for the same seed, which would make a compiled
+  step train on different z than the uncompiled one. u = (k + 0.5) / 2^24,
+  k uniform in [0, 2^24): in (0, 1), so |z| < 5.4.
+  """
+  bits = tf.random.stateless_uniform(shape, seed=seed, minval=None, maxval=None,
+                                     dtype=tf.uint32, alg="philox")
+  k = tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32))
+  return tf.math.ndtri((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -24))
+
+
 def generator_inputs(cfg, step, draw: int, per_replica_batch: int):
   """z [b, z_dim] ~ N(0,1) and fake labels [b] ~ U{0..C-1} for this replica.
 
@@ -73,9 +89,9 @@ def generator_inputs(cfg, step, draw: int, per_replica_batch: int):
   counter = tf.cast(step, tf.int64) * _DRAWS_PER_STEP + draw
   seed_z = tf.stack([tf.constant(cfg.seed, tf.int64), counter * 2])
   seed_y = tf.stack([tf.constant(cfg.seed, tf.int64), counter * 2 + 1])
-  z = tf.random.stateless_normal([global_batch, cfg.z_dim], seed=seed_z)
+  z = standard_normal([global_batch, cfg.z_dim], seed_z)
   y = tf.random.stateless_uniform([global_batch], seed=seed_y, minval=0,
-                                  maxval=cfg.num_classes, dtype=tf.int32)
+                                  maxval=cfg.num_classes, dtype=tf.int32, alg="philox")
   start = tf.cast(rid, tf.int32) * per_replica_batch
   return (tf.slice(z, [start, 0], [per_replica_batch, cfg.z_dim]),
           tf.slice(y, [start], [per_replica_batch]))
@@ -130,30 +146,36 @@ def discriminator_step(models: GANModels, z, y_fake, x_real, y_real, gradients_f
 
 
 def gradient_functions(models: GANModels, loss_kind: str, jit_compile: bool = False):
-  """(G gradients fn, D gradients fn) bound to the models, as tf.functions.
+  """(G gradients fn, D gradients fn) bound to the models.
 
-  With jit_compile the forward + backward passes are XLA-compiled; the
-  optimiser updates stay outside XLA so that the cross-replica gradient
-  all-reduce works under every strategy.
+  With jit_compile they are tf.functions whose forward + backward passes are
+  XLA-compiled, the optimiser updates staying outside XLA: how the iteration
+  is compiled under MirroredStrategy / MultiWorkerMirroredStrategy, whose
+  gradient all-reduce (a `merge_call` on CPU) cannot run inside a nested
+  tf.function. Without, plain functions inlined into the caller's graph.
   """
+  g_fn = functools.partial(generator_gradients, models, loss_kind)
+  d_fn = functools.partial(discriminator_gradients, models, loss_kind)
   if not jit_compile:
-    # Inlined into the caller's tf.function: a nested tf.function cannot hold
-    # the cross-replica all-reduce of --cross_replica_bn under MirroredStrategy
-    # ("merge_call called while defining a new graph").
-    return (functools.partial(generator_gradients, models, loss_kind),
-            functools.partial(discriminator_gradients, models, loss_kind))
-  g_fn = tf.function(functools.partial(generator_gradients, models, loss_kind),
-                     jit_compile=jit_compile)
-  d_fn = tf.function(functools.partial(discriminator_gradients, models, loss_kind),
-                     jit_compile=jit_compile)
-  return g_fn, d_fn
+    # Inlined: a nested tf.function cannot hold the cross-replica all-reduce
+    # of --cross_replica_bn under MirroredStrategy ("merge_call called while
+    # defining a new graph").
+    return g_fn, d_fn
+  return tf.function(g_fn, jit_compile=True), tf.function(d_fn, jit_compile=True)
 
 
 def update_ema(models: GANModels, decay: float, ema_start: int, step) -> None:
   """EMA of G's trainable weights; G's `u` and moving statistics are copied.
 
-  Before `ema_start` the EMA is a copy of G (decay 0), so it starts from the
-  weights it will average rather than from initialisation.
+  `step` is the step count after this iteration. Before `ema_start` the EMA
+  is a copy of G (decay 0), so it starts from the weights it will average
+  rather than from initialisation.
+
+  Runs in the replica context, on this replica's copies: G's trainable
+  weights are the same on every replica after the all-reduced update, and
+  the EMA's trainable variables (aggregation NONE) and ON_READ `u` / moving
+  statistics are written locally, so the EMA costs no cross-replica traffic
+  (in cross-replica context every ON_READ read would be an all-reduce).
   """
   ema = models.ema_generator
   if ema is None:
@@ -166,7 +188,17 @@ def update_ema(models: GANModels, decay: float, ema_start: int, step) -> None:
 
 
 def replica_iteration(models: GANModels, cfg, gradient_fns, real_batches, step):
-  """G step then cfg.d_steps D steps (one real batch each), in a replica context."""
+  """One iteration in a replica context: G step, cfg.d_steps D steps, EMA.
+
+  Args:
+    models, cfg, gradient_fns: closed over by the caller (never `strategy.run`
+      arguments: TPUStrategy accepts tensors only).
+    real_batches: cfg.d_steps pairs (images [b, H, W, 3], labels [b] int32),
+      this replica's share of each real batch; one per D step.
+    step: int64 scalar, the step count before this iteration.
+  Returns:
+    This replica's scalar metrics (float32).
+  """
   g_fn, d_fn = gradient_fns
   per_replica = real_batches[0][0].shape[0]
   z, y = generator_inputs(cfg, step, 0, per_replica)
@@ -174,42 +206,116 @@ def replica_iteration(models: GANModels, cfg, gradient_fns, real_batches, step):
   for k, (x_real, y_real) in enumerate(real_batches):
     z, y = generator_inputs(cfg, step, 1 + k, per_replica)
     d_metrics = discriminator_step(models, z, y, x_real, y_real, d_fn)
-  return {
+  update_ema(models, cfg.ema_decay, cfg.ema_start, step + 1)
+  metrics = {
       "d_loss": d_metrics["d_loss"], "d_loss_real": d_metrics["d_loss_real"],
       "d_loss_fake": d_metrics["d_loss_fake"], "g_loss": g_metrics["g_loss"],
       "real_logits_mean": tf.reduce_mean(d_metrics["real_logits"]),
       "fake_logits_mean": tf.reduce_mean(d_metrics["fake_logits"]),
   }
+  return {k: tf.cast(metrics[k], tf.float32) for k in METRICS}
+
+
+METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "real_logits_mean",
+           "fake_logits_mean")
+
+
+def _run_loop(n: int, iteration):
+  """`iteration(i)` -> metrics for i in 0..n-1 as ONE loop (traced and compiled
+  once): (the last iteration's metrics, all losses finite)."""
+  def finite(metrics):
+    return tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
+
+  if n == 1:
+    metrics = iteration(tf.constant(0, tf.int64))
+    return metrics, finite(metrics)
+  metrics = {k: tf.constant(0.0, tf.float32) for k in METRICS}
+  all_finite = tf.constant(True)
+  for i in tf.range(n, dtype=tf.int64):
+    metrics = iteration(i)
+    all_finite &= finite(metrics)
+  return metrics, all_finite
+
+
+def compiles_whole_call(strategy, cfg) -> bool:
+  """True when one call (cfg.steps_per_loop iterations) is ONE XLA computation.
+
+  That is `jit_compile` on a single-device strategy (default or
+  OneDeviceStrategy): the CPU/GPU proxy of what TPUStrategy compiles. The
+  mirrored strategies keep the optimiser updates outside XLA (their gradient
+  all-reduce), see `gradient_functions`; TPUStrategy compiles each replica
+  iteration itself, whatever cfg.jit_compile says.
+  """
+  return (cfg.jit_compile and strategy.num_replicas_in_sync == 1 and not isinstance(
+      strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
+                 tf.distribute.TPUStrategy)))
 
 
 def make_train_function(strategy, models: GANModels, cfg, step_var):
   """tf.function(iterator) -> metrics: cfg.steps_per_loop iterations on device.
 
-  Each iteration takes cfg.d_steps batches from the distributed iterator,
-  runs `replica_iteration` on every replica, reduces the metrics (MEAN over
-  replicas), advances `step_var` and the EMA. Returns the last iteration's
-  metrics plus `finite` (False if a loss was non-finite anywhere in the loop).
-  """
-  gradient_fns = gradient_functions(models, cfg.loss, jit_compile=cfg.jit_compile)
+  Each iteration takes cfg.d_steps batches from the distributed iterator and
+  runs `replica_iteration` (G step, D steps, EMA) on every replica. Returns
+  the last iteration's metrics (MEAN over replicas, float32 scalars) plus
+  `finite` (bool: False if a loss was non-finite anywhere in the call), and
+  advances `step_var` by cfg.steps_per_loop.
 
-  def one_iteration(iterator):
+  `strategy.run` gets tensors only (the batches and the step); models, config
+  and functions are closed over, as TPUStrategy requires. How much of the
+  call XLA compiles depends on the strategy: see `compiles_whole_call`,
+  `gradient_functions` and BUILD_NOTES ("The train step under XLA and TPU").
+  """
+  n = cfg.steps_per_loop
+  if compiles_whole_call(strategy, cfg):
+    return _whole_call_compiled(strategy, models, cfg, step_var)
+  tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+  gradient_fns = gradient_functions(models, cfg.loss, jit_compile=cfg.jit_compile and not tpu)
+
+  def replica_fn(real_batches, step):
+    return replica_iteration(models, cfg, gradient_fns, real_batches, step)
+
+  def one_iteration(iterator, step):
     batches = [next(iterator) for _ in range(cfg.d_steps)]
-    per_replica = strategy.run(
-        replica_iteration, args=(models, cfg, gradient_fns, batches, step_var.read_value()))
-    metrics = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-               for k, v in per_replica.items()}
-    step_var.assign_add(1)
-    update_ema(models, cfg.ema_decay, cfg.ema_start, step_var)
-    return metrics
+    per_replica = strategy.run(replica_fn, args=(batches, step))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in per_replica.items()}
 
   @tf.function
   def train_fn(iterator):
-    metrics = one_iteration(iterator)
-    finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
-    if cfg.steps_per_loop > 1:  # else the loop body would be traced for nothing
-      for _ in tf.range(cfg.steps_per_loop - 1):
-        metrics = one_iteration(iterator)
-        finite &= tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
+    start = step_var.read_value()
+    metrics, finite = _run_loop(n, lambda i: one_iteration(iterator, start + i))
+    step_var.assign_add(n)
     return dict(metrics, finite=finite)
 
+  return train_fn
+
+
+def _whole_call_compiled(strategy, models: GANModels, cfg, step_var):
+  """make_train_function for `compiles_whole_call`: the loop inside XLA.
+
+  XLA cannot read a tf.data iterator, so the call first takes its
+  steps_per_loop * d_steps batches and stacks them ([n * d_steps, b, ...]);
+  the compiled part loops over them. Device memory holds that many batches.
+  """
+  n, d_steps = cfg.steps_per_loop, cfg.d_steps
+  gradient_fns = gradient_functions(models, cfg.loss, jit_compile=False)  # inside XLA anyway
+
+  @tf.function(jit_compile=True)
+  def compiled_call(images, labels, start):
+    def iteration(i):
+      batches = [(images[i * d_steps + k], labels[i * d_steps + k]) for k in range(d_steps)]
+      return replica_iteration(models, cfg, gradient_fns, batches, start + i)
+
+    metrics, finite = _run_loop(n, iteration)
+    step_var.assign_add(n)
+    return dict(metrics, finite=finite)
+
+  @tf.function
+  def train_fn(iterator):
+    batches = [next(iterator) for _ in range(n * d_steps)]
+    images = tf.stack([x for x, _ in batches])
+    labels = tf.stack([tf.cast(y, tf.int32) for _, y in batches])
+    return strategy.run(compiled_call, args=(images, labels, step_var.read_value()))
+
+  train_fn.compiled_call = compiled_call  # tests inspect its XLA program
   return train_fn
