@@ -2,7 +2,7 @@
 
     python -m sagan_tf.tools.parity_check --fixture ../shared/parity/public
     python -m sagan_tf.tools.parity_check --original_repo=PATH [--preset=imagenet128]
-        [--batch_size=2] [--num_classes=N] [--iterations=N]
+        [--batch_size=2] [--num_classes=N] [--iterations=N] [--gf_dim=N --df_dim=N]
 
 `--fixture`: a fixture recorded from the original (format of
 `shared/parity/public/README.md`: `meta.json`, `init.ckpt`, `fixture.npz`,
@@ -379,8 +379,10 @@ def verdict(fixture_dir: str, out: Callable[[str], None] = print,
   return 1 if failed else 0
 
 
-def live(original_repo: str, preset: str, batch_size: int, num_classes: Optional[int],
-         iterations: int, work_dir: Optional[str] = None, out: Callable[[str], None] = print) -> int:
+def live(original_repo: str, preset: str = "imagenet128", batch_size: int = 2,
+         num_classes: Optional[int] = None, iterations: int = 1,
+         widths: Tuple[Optional[int], Optional[int]] = (None, None),
+         work_dir: Optional[str] = None, out: Callable[[str], None] = print) -> int:
   """Records a fixture from the user's original checkout, then checks the port against it.
 
   Each side runs in its own subprocess (TF1 graph mode for the original,
@@ -401,8 +403,10 @@ def live(original_repo: str, preset: str, batch_size: int, num_classes: Optional
     cmd = [sys.executable, "-m", "sagan_tf.tools.make_fixture", f"--original_repo={original_repo}",
            f"--out={fixture_dir}", f"--preset={preset}", f"--batch_size={batch_size}",
            f"--iterations={iterations}"]
-    if num_classes:
-      cmd.append(f"--num_classes={num_classes}")
+    for flag, value in (("num_classes", num_classes), ("gf_dim", widths[0]),
+                        ("df_dim", widths[1])):
+      if value:
+        cmd.append(f"--{flag}={value}")
     out(f"recording the original: {' '.join(cmd[1:])}")
     rc = subprocess.call(cmd)
     if rc != 0:
@@ -430,11 +434,15 @@ def main(argv=None) -> int:
   parser.add_argument("--num_classes", type=int, default=None,
                       help="live mode: classes (default: the preset's)")
   parser.add_argument("--iterations", type=int, default=1, help="live mode: training iterations")
+  parser.add_argument("--gf_dim", type=int, default=None, help="live mode: G width (default: "
+                      "the preset's)")
+  parser.add_argument("--df_dim", type=int, default=None, help="live mode: D width (default: "
+                      "the preset's)")
   args = parser.parse_args(argv)
   if args.fixture:
     return verdict(args.fixture)
   return live(args.original_repo, args.preset, args.batch_size, args.num_classes,
-              args.iterations)
+              args.iterations, (args.gf_dim, args.df_dim))
 
 
 if __name__ == "__main__":
