@@ -75,7 +75,7 @@ def test_noise_rule_on_synthetic_numbers():
   assert not pc.compare("q", pc.NOISY, exact + bug + noise32, exact + bug, fixture).ok
   # A quantity that is 0 (rounding noise around 0): the absolute floor.
   assert pc.compare("q", pc.NOISY, np.full(8, 5e-8), np.zeros(8), np.zeros(8)).ok
-  assert not pc.compare("q", pc.NOISY, np.full(8, 1e-5), np.zeros(8), np.zeros(8)).ok
+  assert not pc.compare("q", pc.NOISY, np.full(8, 1e-5), np.full(8, 1e-5), np.zeros(8)).ok
   # Forward quantities keep the tight absolute tolerance, whatever the noise.
   assert pc.compare("f", pc.FORWARD, fixture + 5e-5, None, fixture).ok
   assert not pc.compare("f", pc.FORWARD, fixture + 2e-4, None, fixture).ok
