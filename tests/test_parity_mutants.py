@@ -6,8 +6,10 @@ verdict on ../shared/parity/public. A verdict that passes a mutant is a bug
 in the verdict (issue 14).
 
 MUTANTS is the single table of (name, patch target, replacement factory,
-quantity a failure must name): a factory takes the original object and
-returns its replacement, so moving a function means editing one target.
+part of a name the failures must include): a factory takes the original
+object and returns its replacement, so moving a function means editing one
+target. The verdict stops at the first item with a FAIL (the tool's
+stop_at_first_failure), which keeps the nine runs short.
 """
 
 import dataclasses
@@ -93,9 +95,9 @@ MUTANTS = [
     ("batch_norm_epsilon_1e-3", "sagan_tf.layers.conditional_bn.ConditionalBatchNorm.call",
      _bn_epsilon, "g_train_out"),
     ("softmax_over_wrong_axis", "sagan_tf.layers.attention.attend",
-     _softmax_over_queries, "attn_on/"),
+     _softmax_over_queries, "_non_local/"),
     ("no_max_pool_on_keys", "sagan_tf.layers.attention._max_pool_2x2",
-     lambda orig: lambda x: x, "attn_on/"),
+     lambda orig: lambda x: x, "_non_local/"),
     ("adam_epsilon_1e-7", "sagan_tf.train.setup.make_adam", _adam_epsilon, "after_step/model/"),
     ("d_update_before_g_update", "sagan_tf.train.step.replica_iteration",
      _d_before_g, "step/"),
@@ -126,5 +128,5 @@ def test_mutant_fails_the_verdict(monkeypatch, name, target, factory, expected):
   status = verdict(PUBLIC_FIXTURE, out=lines.append, stop_at_first_failure=True)
   failed = [l for l in lines if l.startswith("FAIL")]
   assert status == 1, f"{name}: the verdict passed a mutant\n" + "\n".join(lines[-5:])
-  assert any(l.split()[1].startswith(expected) for l in failed), (
-      f"{name}: no failing {expected}* quantity; failed:\n" + "\n".join(failed[:20]))
+  assert any(expected in l.split()[1] for l in failed), (
+      f"{name}: no failing quantity named *{expected}*; failed:\n" + "\n".join(failed[:20]))
