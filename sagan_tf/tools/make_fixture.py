@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from sagan_tf.compat.original_shim import check_original_repo  # noqa: F401 (re-export)
+from sagan_tf.compat.original_shim import check_original_repo
 
 SEED = 1234
 ATTN_ON_SIGMA_RATIO = {"model/g_non_local/sigma_ratio": 0.75,
