@@ -244,7 +244,7 @@ class PortRun:
     fixture's placeholders did for the original's in-graph sampling).
     """
     step, seen = self.step, {}
-    saved = step.sample_latents, step.generator_step, step.discriminator_step
+    saved = step.generator_inputs, step.generator_step, step.discriminator_step
 
     def record(key, fn):
       def wrapped(*args, **kwargs):
@@ -265,13 +265,13 @@ class PortRun:
 
     grad_fns = (logged(self.g_grad_fn, self.models.generator),
                 logged(self.d_grad_fn, self.models.discriminator))
-    step.sample_latents = lambda cfg, s, draw, b: (self.z, self.y_fake)
+    step.generator_inputs = lambda cfg, s, draw, b: (self.z, self.y_fake)
     step.generator_step = record("g", saved[1])
     step.discriminator_step = record("d", saved[2])
     try:
       step.replica_iteration(self.models, self.cfg, grad_fns, [(self.x_real, self.y_real)], 0)
     finally:
-      step.sample_latents, step.generator_step, step.discriminator_step = saved
+      step.generator_inputs, step.generator_step, step.discriminator_step = saved
     return seen["g"], seen["d"]
 
   def _iterations(self, put):
