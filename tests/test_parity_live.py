@@ -50,7 +50,8 @@ def _live(tmp_path, **kwargs):
 @needs_original
 def test_live_mode_small_model(tmp_path):
   # Batch 4 as the public fixture. At batch 2 three attention-on D gradients
-  # came out at 31-39x float32 noise (K = 30): open, see BUILD_NOTES.parity.md.
+  # came out at 31-39x float32 noise (K = 30): open, see BUILD_NOTES.md,
+  # "Open: attention-on D gradients at batch 2".
   status, lines = _live(tmp_path, batch_size=4, num_classes=5, iterations=1, widths=(2, 4))
   summary = lines[-1]
   assert status == 0, "\n".join([l for l in lines if l.startswith("FAIL")] + [summary])

@@ -75,7 +75,7 @@ def u_variable(out_dim: int, name: str = "u") -> keras.Variable:
   only on W and u, never on data, so every replica computes the same `u'`
   from mirrored weights and keeps its own copy without any cross-replica
   communication; a checkpoint saves replica 0's copy and a restore writes
-  all copies (BUILD_NOTES.md, "u under tf.distribute").
+  all copies (BUILD_NOTES.md, "`u` vectors: ON_READ, ONLY_FIRST_REPLICA").
   """
   return keras.Variable(
       initializer=keras.initializers.TruncatedNormal(mean=0.0, stddev=1.0),

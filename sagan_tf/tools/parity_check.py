@@ -19,7 +19,7 @@ same port code in float64 (exact math, `float64_twin.py`), and compared:
   floor = NOISE_FLOOR_REL * ||fixture|| + NOISE_FLOOR_ABS * sqrt(size)
   (L2 norms over the tensor), plus, for a trained variable, 2 lr per Adam
   step on each element whose gradient float32 noise could flip
-  (`adam_sign_allowance`); BUILD_NOTES.parity.md says why.
+  (`adam_sign_allowance`); BUILD_NOTES.md, "Parity verdict", says why.
 
 `--original_repo`: live mode. Records a fixture by running the user's checkout
 of brain-research/self-attention-gan at the requested size (make_fixture.py,
