@@ -19,7 +19,7 @@ from sagan_tf.tools import parity_check as pc
 needs_fixture = pytest.mark.skipif(
     not os.path.exists(os.path.join(PUBLIC_FIXTURE, "meta.json")),
     reason=f"parity fixture not found at {PUBLIC_FIXTURE} (it ships in ../shared)")
-pytestmark = [pytestmark, pytest.mark.slow]  # runs the whole fixture (~1 min on 2 cores)
+pytestmark = pytest.mark.slow  # runs the whole fixture (~1 min on 2 cores)
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,12 @@ import tensorflow as tf
 
 from conftest import PUBLIC_FIXTURE
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(PUBLIC_FIXTURE, "meta.json")),
-    reason=f"parity fixture not found at {PUBLIC_FIXTURE} (it ships in ../shared)")
+pytestmark = [
+    pytest.mark.skipif(
+        not os.path.exists(os.path.join(PUBLIC_FIXTURE, "meta.json")),
+        reason=f"parity fixture not found at {PUBLIC_FIXTURE} (it ships in ../shared)"),
+    pytest.mark.slow,  # nine verdict runs (~25 s of CPU each)
+]
 
 
 def _sigma_stop_gradient(orig):
