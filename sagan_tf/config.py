@@ -46,7 +46,9 @@ class Kind:
     "typed" (config.json unless the user typed it) or "given" (always the
     invocation's).
   on_resume: "refused" (training refuses to resume with another value),
-    "setting" (changes how the run trains; allowed today), "free".
+    "setting" (changes how the run trains: a resume with another value is
+    refused unless --allow_config_change; then recorded in the launch log),
+    "free".
   """
   name: str
   on_stored_run: str
@@ -64,8 +66,9 @@ EVAL = Kind("eval", "typed", "free")                      # eval mode (and train
 WEIGHTS = Kind("weights", "typed", "free")                # which checkpoint / weights to read
 TOOLS = Kind("tools", "typed", "free")                    # export / sample / attention
 BENCH = Kind("bench", "typed", "free")                    # bench mode
+LAUNCH = Kind("launch", "typed", "free")                  # how this launch treats the run
 KINDS = (ARCHITECTURE, ORIGIN, LOCATION, TRAINING, DATA, SCHEDULE, EXECUTION, EVAL,
-         WEIGHTS, TOOLS, BENCH)
+         WEIGHTS, TOOLS, BENCH, LAUNCH)
 
 MODES = ("train", "eval", "export", "sample", "attention", "bench")
 # Modes that read a trained run's config.json and checkpoints.
@@ -158,7 +161,13 @@ class Config:
   cross_replica_bn: bool = _f(False, "Batch-norm statistics over all replicas.", kind=TRAINING)
   seed: int = _f(0, "Global seed: weights init, z/label sampling, data order.", kind=TRAINING)
   model_dir: str = _f("", "Run directory (local or gs://): checkpoints, "
-                      "TensorBoard events, samples, eval, export.", kind=LOCATION)
+                      "TensorBoard events, samples, eval, export. train: empty = "
+                      "runs/<preset>-<dataset name> (the demo on shapes: runs/demo).",
+                      kind=LOCATION)
+  allow_config_change: bool = _f(
+      False, "train: resume a run with other training/data settings than it was "
+      "launched with (they apply from the resumed step on and are recorded in "
+      "MODEL_DIR/launches.jsonl); without it such a resume is refused.", kind=LAUNCH)
   checkpoint_every_steps: int = _f(5000, "Save a checkpoint every N steps.", kind=SCHEDULE)
   checkpoint_every_secs: int = _f(1800, "Also save at least every N seconds (0 = off).",
                                   kind=SCHEDULE)
@@ -303,6 +312,11 @@ class Config:
         raise ConfigError(f"--{name}={getattr(self, name)} must be in [0, 1).")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ConfigError(f"--ema_decay={self.ema_decay} must be in [0, 1).")
+    for name in ("lr_g", "lr_d"):
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--{name}={value} must be a finite number > 0 "
+                          f"(the original's is {getattr(Config(), name)}).")
     return self
 
   @staticmethod

@@ -3,7 +3,12 @@
 Layout of `--model_dir` (a local path, gs:// or ram://; every access goes
 through tf.io.gfile):
 
-    config.json        the Config of the run (written by training)
+    config.json        the Config of the run's first launch (written once by
+                       training, never overwritten)
+    launches.jsonl     one JSON line per training launch: its time, starting
+                       step, settings changed from the launch before, full
+                       Config (read_launches; the last one is the run's
+                       current config, load_run_config)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
     eval/              step_XXXXXXX.json results, TensorBoard scalars, real-
@@ -14,7 +19,7 @@ through tf.io.gfile):
     events.out.tfevents.*   TensorBoard scalars and images
 
 A mode that reads a trained run gets its Config from `run_config` (the run's
-config.json merged with what the user typed, config.merge) and its
+current config merged with what the user typed, config.merge) and its
 generator from `restore_for_mode`.
 
 A checkpoint holds `tf.train.Checkpoint(generator=, discriminator=,
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -43,11 +49,13 @@ from absl import logging
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from sagan_tf import atomic_write
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 from sagan_tf.models.generator import build_generator
 
 CONFIG_FILE = "config.json"
+LAUNCH_LOG = "launches.jsonl"
 CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
 EVAL_SUBDIR = "eval"
@@ -66,6 +74,10 @@ def _join(*parts: str) -> str:
 
 def config_path(model_dir: str) -> str:
   return _join(model_dir, CONFIG_FILE)
+
+
+def launch_log_path(model_dir: str) -> str:
+  return _join(model_dir, LAUNCH_LOG)
 
 
 def checkpoint_dir(model_dir: str) -> str:
@@ -110,7 +122,10 @@ def has_run_config(model_dir: str) -> bool:
 
 
 def load_run_config(model_dir: str) -> config_lib.Config:
-  """The Config stored by training in model_dir/config.json.
+  """The run's current Config: its last launch's (launches.jsonl), else config.json.
+
+  A run resumed with --allow_config_change trains on with the settings of
+  its last launch; config.json keeps those of the first.
 
   Raises:
     UserError: no config.json there (not a training run directory), or it is
@@ -118,6 +133,9 @@ def load_run_config(model_dir: str) -> config_lib.Config:
   """
   if not model_dir:
     raise UserError("No --model_dir given; pass the run directory that training wrote.")
+  launches = read_launches(model_dir)
+  if launches:
+    return config_lib.from_dict(launches[-1]["config"])
   path = config_path(model_dir)
   if not tf.io.gfile.exists(path):
     raise UserError(f"{path} does not exist: --model_dir={model_dir} is not a training "
@@ -135,6 +153,65 @@ def load_run_config(model_dir: str) -> config_lib.Config:
     logging.warning("%s has fields this version does not know (ignored): %s", path,
                     ", ".join(unknown))
   return cfg
+
+
+def read_launches(model_dir: str) -> List[Dict]:
+  """The entries of model_dir/launches.jsonl, oldest first ([] when there is none).
+
+  A line that is not whole JSON (a launch killed while appending) is skipped
+  with a warning.
+  """
+  path = launch_log_path(model_dir)
+  if not model_dir or not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path, "r") as f:
+    lines = f.read().splitlines()
+  out = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      entry = json.loads(line)
+    except ValueError:
+      logging.warning("%s line %d is not a whole entry (ignored).", path, number)
+      continue
+    if isinstance(entry, dict) and isinstance(entry.get("config"), dict):
+      out.append(entry)
+  return out
+
+
+def append_launch(model_dir: str, cfg, start_step: int, changes=()) -> str:
+  """Appends one line {time, start_step, changes, config} to launches.jsonl.
+
+  Local files: one write of the whole line in append mode, then fsync (a
+  kill leaves the earlier lines intact; read_launches skips a torn last
+  line). Other file systems cannot append: the file is rewritten atomically.
+  Returns the path.
+  """
+  entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "start_step": int(start_step), "changes": list(changes),
+           "config": config_lib.to_dict(cfg)}
+  line = json.dumps(entry, sort_keys=True) + "\n"
+  path = launch_log_path(model_dir)
+  if "://" not in path:
+    os.makedirs(model_dir, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      os.write(fd, line.encode("utf-8"))
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+  else:
+    old = ""
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path, "r") as f:
+        old = f.read()
+    elif not tf.io.gfile.exists(model_dir):
+      tf.io.gfile.makedirs(model_dir)
+    if old and not old.endswith("\n"):
+      old += "\n"
+    atomic_write.write_text(path, old + line)
+  return path
 
 
 def run_config(mode: str, cfg, typed=None):

@@ -20,9 +20,13 @@ a run needs around it:
   checkpoint stays the last good one (NonFiniteLossError).
 
 Everything a run reads is validated before the first iteration: the config
-(config.py), the replica count (strategy.py), config.json and the
-checkpoint's architecture in model_dir, and the data (the first batch is
-built eagerly and discarded).
+(config.py), the replica count (strategy.py), the run in model_dir (its
+current config: an architecture change is refused, other training/data
+settings need --allow_config_change; the checkpoint's architecture), and the
+data (the first batch is built eagerly and discarded).
+
+config.json is written once, by a run's first launch; every launch appends
+its settings and starting step to model_dir/launches.jsonl (run_dir.py).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ SAMPLE_COLUMNS = 8
 SAMPLE_MAX_ROWS = 10
 _SAMPLE_SEED = 0x5A6A  # fixed z of the sample grid (with cfg.seed)
 PREEMPTED_EXIT = 42  # MultiWorkerMirroredStrategy: the cluster's "restart me" code
+# What a launch-log entry lists as changed from the launch before.
+_LOGGED_KINDS = tuple(k for k in config_lib.KINDS
+                      if k not in (config_lib.LOCATION, config_lib.LAUNCH))
 
 
 class NonFiniteLossError(UserError):
@@ -169,10 +176,12 @@ class Trainer:
     self.scratch_dir: Optional[str] = None  # non-chief: local temporary checkpoints
 
   # ---------------------------------------------------------------- set-up
-  def _check_stored_config(self) -> bool:
-    """Refuses an architecture change against model_dir/config.json; True if one exists."""
+  def _check_stored_config(self) -> Optional[config_lib.Config]:
+    """The run's current config in model_dir (None for a new run), after
+    checking this launch against it: an architecture change is refused; other
+    training/data settings are refused unless --allow_config_change."""
     if not run_dir.has_run_config(self.model_dir):
-      return False
+      return None
     stored = run_dir.load_run_config(self.model_dir)
     changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("refused"))
     if changes:
@@ -180,7 +189,24 @@ class Trainer:
           f"--model_dir={self.model_dir} holds a run of a different architecture "
           f"({'; '.join(changes)}); use a new --model_dir, or the flags of that run "
           f"(its config.json).")
-    return True
+    changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("setting"))
+    if changes and not self.cfg.allow_config_change:
+      raise UserError(
+          f"--model_dir={self.model_dir} holds a run launched with other settings "
+          f"({'; '.join(changes)}). To train on with the new ones from the resumed step "
+          f"(recorded in {run_dir.launch_log_path(self.model_dir)}), add "
+          "--allow_config_change; otherwise use the run's settings or a new --model_dir.")
+    return stored
+
+  def _apply_settings(self, models):
+    """After a restore: the optimisers take this launch's learning rates (a
+    checkpoint stores the rate each optimiser had; without this a new
+    --lr_g/--lr_d on resume would not apply)."""
+    for name, optimizer in (("lr_g", models.g_optimizer), ("lr_d", models.d_optimizer)):
+      old, new = _value(optimizer.learning_rate), getattr(self.cfg, name)
+      if old != new:
+        logging.info("%s: %g in the checkpoint, %g from now on.", name, old, new)
+      optimizer.learning_rate = new
 
   def _make_dataset(self, start_step: int):
     cfg = self.cfg
@@ -255,7 +281,8 @@ class Trainer:
   # ------------------------------------------------------------------ run
   def run(self) -> int:
     cfg = self.cfg
-    had_config = self._check_stored_config()
+    stored = self._check_stored_config()
+    had_config = stored is not None
     latest = run_dir.latest_checkpoint(self.model_dir)
     start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
@@ -265,6 +292,7 @@ class Trainer:
     checkpoint = run_dir.make_checkpoint(models, step_var)
     if latest:
       start = run_dir.restore_for_training(checkpoint, latest, models)
+      self._apply_settings(models)
       logging.info("Resuming from %s at step %d of %d.", latest, start, cfg.train_steps)
     else:
       start = 0
@@ -274,15 +302,22 @@ class Trainer:
       logging.info("Starting a new run in %s (%d steps).", self.model_dir, cfg.train_steps)
     self.manager = self._make_manager(checkpoint, latest)
     try:
-      return self._run_from(start, bool(latest), had_config, iterator, checkpoint)
+      return self._run_from(start, bool(latest), stored, iterator, checkpoint)
     finally:
       self._clear_scratch(remove=True)
 
-  def _run_from(self, start: int, resumed: bool, had_config: bool, iterator,
-                checkpoint) -> int:
+  def _run_from(self, start: int, resumed: bool, stored: Optional[config_lib.Config],
+                iterator, checkpoint) -> int:
     cfg = self.cfg
     if self.chief:
-      run_dir.write_run_config(cfg, self.model_dir)
+      # config.json is the first launch's, never rewritten; every launch
+      # (the first included) appends its settings to the launch log.
+      changes = ()
+      if stored is None:
+        run_dir.write_run_config(cfg, self.model_dir)
+      else:
+        changes = config_lib.differences(stored, cfg, _LOGGED_KINDS)
+      run_dir.append_launch(self.model_dir, cfg, start, changes)
     self._log_model_sizes()
 
     if start >= cfg.train_steps:
