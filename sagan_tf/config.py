@@ -18,7 +18,8 @@ for every mode, by kind:
   the preset (those belong to the checkpoints; a typed one that differs is
   ignored with a warning); model_dir is always the one given.
 * then context-dependent defaults (CONTEXT_DEFAULTS) fill fields the user did
-  not type, e.g. bench's batch 8 per replica for the imagenet presets.
+  not type, e.g. bench's batch 8 per replica for the imagenet presets, and
+  train's run directory (default_model_dir: runs/<preset>-<dataset name>).
 
 Presets are named functions returning a Config. Absl flags are generated from
 the fields (`define_flags`); `from_flags` builds the invocation: the mode's
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import AbstractSet, Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Tuple
 
 from absl import flags, logging
@@ -399,8 +401,42 @@ def _bench_large(fn):
   return lambda cfg, ctx: fn(cfg, ctx) if cfg.preset in BENCH_PER_REPLICA_BATCH else None
 
 
+RUNS_ROOT = "runs"
+
+
+def dataset_name(dataset: str) -> str:
+  """A short file-name-safe name of a --dataset value: `shapes`; tfds:NAME ->
+  NAME; tfrecords: a folder or file -> its name (without .tfrecords), a glob
+  of files -> the name of their folder (data/train-*.tfrecords -> data)."""
+  scheme, _, rest = dataset.partition(":")
+  if scheme == "tfds":
+    name = rest.partition(":")[0]
+  elif scheme == "tfrecords":
+    parts = [p for p in rest.replace("\\", "/").split("/") if p]
+    while parts and any(c in parts[-1] for c in "*?["):
+      parts.pop()
+    name = parts[-1] if parts else ""
+    if name.endswith(".tfrecords"):
+      name = name[:-len(".tfrecords")]
+  else:
+    name = dataset
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "data"
+
+
+def default_model_dir(cfg: "Config") -> str:
+  """train without --model_dir: the preset's own directory when the preset's
+  dataset is used (the demo on shapes: runs/demo), else
+  runs/<preset>-<dataset name>, so a run on other data never resumes (or
+  writes into) another preset's or dataset's run."""
+  base = Config.preset(cfg.preset)
+  if base.model_dir and cfg.dataset == base.dataset:
+    return base.model_dir
+  return f"{RUNS_ROOT}/{cfg.preset}-{dataset_name(cfg.dataset)}"
+
+
 # Applied in order by merge; a rule sees what the rules before it set.
 CONTEXT_DEFAULTS = (
+    ContextDefault("model_dir", ("train",), lambda cfg, ctx: default_model_dir(cfg)),
     ContextDefault("batch_size", ("bench",), _bench_large(
         lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),
     ContextDefault("bench_variants", ("bench",),

@@ -145,7 +145,8 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
     dataset_fn: optional `fn(input_context) -> tf.data.Dataset` of per-replica
       batches (tests); default `data.make_dataset(cfg, input_context)`.
     typed: the fields the user typed (config.merge; None = cfg's
-      differences from its preset).
+      differences from its preset). Without model_dir typed, the run
+      directory is config.default_model_dir's.
   Returns:
     0 when training reached cfg.train_steps; 128 + signum after a checkpoint
     on SIGTERM / SIGINT; 42 after a preemption checkpoint under
@@ -153,10 +154,14 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   Raises:
     UserError: bad input (see the module docstring), NonFiniteLossError.
   """
+  typed = config_lib.typed_fields(cfg) if typed is None else frozenset(typed)
+  cfg = config_lib.merge("train", cfg, typed)
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
-  cfg = config_lib.merge("train", cfg, typed)
+  if "model_dir" not in typed:
+    logging.info("No --model_dir: the run directory is %s (the default for preset %s "
+                 "and --dataset=%s).", cfg.model_dir, cfg.preset, cfg.dataset)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
 
