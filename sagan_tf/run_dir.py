@@ -11,7 +11,8 @@ through tf.io.gfile):
                        current config, load_run_config)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
-    eval/              step_XXXXXXX.json results, TensorBoard scalars, real-
+    eval/              step_XXXXXXX.KIND.json results (one per step and kind of
+                       evaluation), TensorBoard scalars, real-
                        image statistics (the eval mode)
     export/<step>/     SavedModel versions (the export mode; --export_dir)
     samples_tool/, attention/   PNGs of the sample and attention tools
@@ -96,9 +97,19 @@ def eval_dir(model_dir: str) -> str:
   return _join(model_dir, EVAL_SUBDIR)
 
 
-def eval_result_path(model_dir: str, step: int) -> str:
-  """MODEL_DIR/eval/step_XXXXXXX.json."""
-  return _join(eval_dir(model_dir), f"step_{int(step):07d}.json")
+def eval_result_path(model_dir: str, step: int, kind: Optional[str] = None) -> str:
+  """MODEL_DIR/eval/step_XXXXXXX.KIND.json: one file per step and kind of
+  evaluation (eval.run.result_kind: metric set, classifier, sample count), so
+  a new evaluation never replaces another kind's. kind None: the name
+  earlier versions wrote (step_XXXXXXX.json)."""
+  suffix = f".{kind}" if kind else ""
+  return _join(eval_dir(model_dir), f"step_{int(step):07d}{suffix}.json")
+
+
+def eval_result_paths(model_dir: str, step: int) -> List[str]:
+  """Every result file of `step` (all kinds, and the older unsuffixed name)."""
+  pattern = _join(eval_dir(model_dir), f"step_{int(step):07d}*.json")
+  return sorted(tf.io.gfile.glob(pattern))
 
 
 def export_root(cfg) -> str:

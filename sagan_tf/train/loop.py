@@ -548,7 +548,8 @@ class Trainer:
                                                     strategy=self.strategy)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
     if not first and self.chief:
-      print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
+      start = eval_run.read_result(cfg, 0, kind=result["kind"])
+      print(report.format_report(result, start), flush=True)
     return evaluator
 
 
