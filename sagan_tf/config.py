@@ -435,7 +435,12 @@ def default_model_dir(cfg: "Config") -> str:
 
 
 # Applied in order by merge; a rule sees what the rules before it set.
+# train's data facts (context "data_image_size", "data_num_classes": what the
+# records say, train/loop.py reads them) replace the preset's: a preset is a
+# starting point, the records' size and labels.txt are the dataset's facts.
 CONTEXT_DEFAULTS = (
+    ContextDefault("image_size", ("train",), lambda cfg, ctx: ctx.get("data_image_size")),
+    ContextDefault("num_classes", ("train",), lambda cfg, ctx: ctx.get("data_num_classes")),
     ContextDefault("model_dir", ("train",), lambda cfg, ctx: default_model_dir(cfg)),
     ContextDefault("batch_size", ("bench",), _bench_large(
         lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),

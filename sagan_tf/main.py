@@ -6,6 +6,7 @@ Modes: train (default), eval, export, sample, attention, bench.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging as python_logging
 import sys
@@ -57,8 +58,35 @@ def _run(argv):
   return result if isinstance(result, int) else 0
 
 
+HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "-?", "-h")
+
+
+def _preset_defaults(argv) -> None:
+  """Sets every flag's default to the chosen preset's value (the mode's
+  preset, or --preset=NAME), so --help/--helpfull show the defaults this run
+  would use. Defaults only: the Config takes the flags the user typed."""
+  mode = next((a for a in argv[1:] if not a.startswith("-")), "train")
+  preset = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--preset=")),
+                None) or config_lib.MODE_PRESETS.get(mode, config_lib.DEFAULT_PRESET)
+  if preset not in config_lib.Config.preset_names():
+    return  # the flag parser names the bad value
+  cfg = config_lib.Config.preset(preset)
+  for field in dataclasses.fields(cfg):
+    if field.name != "preset":
+      value = getattr(cfg, field.name)
+      flags.FLAGS.set_default(field.name,
+                              [str(v) for v in value] if isinstance(value, tuple) else value)
+
+
 def main():
-  app.run(_run)
+  _preset_defaults(sys.argv)
+  try:
+    app.run(_run)
+  except SystemExit as e:
+    # absl exits 1 after printing help; asking for help is not a failure.
+    if e.code == 1 and any(a in HELP_FLAGS for a in sys.argv[1:]):
+      raise SystemExit(0) from None
+    raise
 
 
 if __name__ == "__main__":

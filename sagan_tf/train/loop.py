@@ -47,7 +47,8 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import run_dir
-from sagan_tf.data import make_dataset, translate_data_error
+from sagan_tf.data import make_dataset, parse_dataset_spec, tfrecords_source
+from sagan_tf.data import translate_data_error
 from sagan_tf.errors import UserError
 from sagan_tf.eval import report
 from sagan_tf.eval import run as eval_run
@@ -155,7 +156,22 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
     UserError: bad input (see the module docstring), NonFiniteLossError.
   """
   typed = config_lib.typed_fields(cfg) if typed is None else frozenset(typed)
-  cfg = config_lib.merge("train", cfg, typed)
+  facts = data_facts(cfg)
+  for name, value in facts.items():
+    field = name[len("data_"):]
+    if field in typed and value != getattr(cfg, field):
+      raise UserError(f"--{field}={getattr(cfg, field)} but {_FACT_SOURCES[name]} of "
+                      f"--dataset={cfg.dataset} say {value}; leave --{field} out (it "
+                      "then comes from the data) or convert the data again.")
+  cfg = config_lib.merge("train", cfg, typed, **facts)
+  for name, value in facts.items():
+    field = name[len("data_"):]
+    if field not in typed:
+      logging.info("--%s=%s from %s.", field, value, _FACT_SOURCES[name])
+  reason = self_eval_skipped(cfg)
+  if reason:
+    logging.info("Not evaluating at step 0 and the end (--self_eval): %s.", reason)
+    cfg = dataclasses.replace(cfg, self_eval=False)
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
@@ -164,6 +180,38 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
                  "and --dataset=%s).", cfg.model_dir, cfg.preset, cfg.dataset)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
+
+
+_FACT_SOURCES = {"data_image_size": "the records", "data_num_classes": "labels.txt"}
+
+
+def data_facts(cfg) -> Dict[str, int]:
+  """What --dataset itself says about the model it needs: for tfrecords, the
+  records' image size ("data_image_size") and the classes of the converters'
+  labels.txt beside them ("data_num_classes"), when readable; {} otherwise
+  (shapes, tfds, no records yet: the pipeline reports those)."""
+  spec = parse_dataset_spec(cfg.dataset)
+  if spec.kind != "tfrecords":
+    return {}
+  facts = {}
+  files, _ = tfrecords_source.find_record_files(spec.arg)
+  if files:
+    facts["data_image_size"] = tfrecords_source.image_size_of(files)
+  num_classes, _ = tfrecords_source.labels_file_num_classes(spec.arg)
+  if num_classes:
+    facts["data_num_classes"] = num_classes
+  return facts
+
+
+def self_eval_skipped(cfg) -> Optional[str]:
+  """Why --self_eval cannot run for cfg (None when it can): it needs the
+  shapes classifier (the shapes data) or --inception_path."""
+  if not cfg.self_eval or cfg.inception_path:
+    return None
+  if parse_dataset_spec(cfg.dataset).kind == "shapes" and cfg.classifier != "inception":
+    return None
+  return (f"--dataset={cfg.dataset} is scored with Inception and no --inception_path "
+          "was given")
 
 
 class Trainer:
