@@ -68,7 +68,8 @@ EVAL = Kind("eval", "typed", "free")                      # eval mode (and train
 WEIGHTS = Kind("weights", "typed", "free")                # which checkpoint / weights to read
 TOOLS = Kind("tools", "typed", "free")                    # export / sample / attention
 BENCH = Kind("bench", "typed", "free")                    # bench mode
-LAUNCH = Kind("launch", "typed", "free")                  # how this launch treats the run
+LAUNCH = Kind("launch", "typed", "free")                  # this launch only: allow a
+                                                          # config change; verbose
 KINDS = (ARCHITECTURE, ORIGIN, LOCATION, TRAINING, DATA, SCHEDULE, EXECUTION, EVAL,
          WEIGHTS, TOOLS, BENCH, LAUNCH)
 
@@ -170,6 +171,8 @@ class Config:
       False, "train: resume a run with other training/data settings than it was "
       "launched with (they apply from the resumed step on and are recorded in "
       "MODEL_DIR/launches.jsonl); without it such a resume is refused.", kind=LAUNCH)
+  verbose: bool = _f(False, "Show TensorFlow's start-up log lines (CUDA probing, "
+                     "kernel libraries), hidden by default.", kind=LAUNCH)
   checkpoint_every_steps: int = _f(5000, "Save a checkpoint every N steps.", kind=SCHEDULE)
   checkpoint_every_secs: int = _f(1800, "Also save at least every N seconds (0 = off).",
                                   kind=SCHEDULE)
