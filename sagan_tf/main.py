@@ -102,7 +102,7 @@ def _run(argv):
   return result if isinstance(result, int) else 0
 
 
-HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "-?", "-h")
+HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "-?")
 
 
 def _preset_defaults(argv) -> None:

@@ -25,8 +25,9 @@ Writes MODEL_DIR/eval/step_XXXXXXX.KIND.json and TensorBoard scalars
 eval/<metric>/<classifier>-n<samples> under MODEL_DIR/eval, KIND naming the
 metric set, the classifier (its name carries a fingerprint of the Inception
 module or of the shapes classifier's weights) and the sample count
-(result_kind): evaluations of different kinds at one step are all kept; `--watch` evaluates each new checkpoint as training writes it
-(the original's continuous evaluation) until the run's last step.
+(result_kind): evaluations of different kinds at one step are all kept.
+`--watch` evaluates each new checkpoint as training writes it (the
+original's continuous evaluation) until the run's last step.
 """
 
 from __future__ import annotations
