@@ -18,7 +18,8 @@ for every mode, by kind:
   the preset (those belong to the checkpoints; a typed one that differs is
   ignored with a warning); model_dir is always the one given.
 * then context-dependent defaults (CONTEXT_DEFAULTS) fill fields the user did
-  not type, e.g. bench's batch 8 per replica for the imagenet presets.
+  not type, e.g. bench's batch 8 per replica for the imagenet presets, and
+  train's run directory (default_model_dir: runs/<preset>-<dataset name>).
 
 Presets are named functions returning a Config. Absl flags are generated from
 the fields (`define_flags`); `from_flags` builds the invocation: the mode's
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import AbstractSet, Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Tuple
 
 from absl import flags, logging
@@ -46,7 +48,9 @@ class Kind:
     "typed" (config.json unless the user typed it) or "given" (always the
     invocation's).
   on_resume: "refused" (training refuses to resume with another value),
-    "setting" (changes how the run trains; allowed today), "free".
+    "setting" (changes how the run trains: a resume with another value is
+    refused unless --allow_config_change; then recorded in the launch log),
+    "free".
   """
   name: str
   on_stored_run: str
@@ -64,8 +68,10 @@ EVAL = Kind("eval", "typed", "free")                      # eval mode (and train
 WEIGHTS = Kind("weights", "typed", "free")                # which checkpoint / weights to read
 TOOLS = Kind("tools", "typed", "free")                    # export / sample / attention
 BENCH = Kind("bench", "typed", "free")                    # bench mode
+LAUNCH = Kind("launch", "typed", "free")                  # this launch only: allow a
+                                                          # config change; verbose
 KINDS = (ARCHITECTURE, ORIGIN, LOCATION, TRAINING, DATA, SCHEDULE, EXECUTION, EVAL,
-         WEIGHTS, TOOLS, BENCH)
+         WEIGHTS, TOOLS, BENCH, LAUNCH)
 
 MODES = ("train", "eval", "export", "sample", "attention", "bench")
 # Modes that read a trained run's config.json and checkpoints.
@@ -164,7 +170,15 @@ class Config:
   cross_replica_bn: bool = _f(False, "Batch-norm statistics over all replicas.", kind=TRAINING)
   seed: int = _f(0, "Global seed: weights init, z/label sampling, data order.", kind=TRAINING)
   model_dir: str = _f("", "Run directory (local or gs://): checkpoints, "
-                      "TensorBoard events, samples, eval, export.", kind=LOCATION)
+                      "TensorBoard events, samples, eval, export. train: empty = "
+                      "runs/<preset>-<dataset name> (the demo on shapes: runs/demo).",
+                      kind=LOCATION)
+  allow_config_change: bool = _f(
+      False, "train: resume a run with other training/data settings than it was "
+      "launched with (they apply from the resumed step on and are recorded in "
+      "MODEL_DIR/launches.jsonl); without it such a resume is refused.", kind=LAUNCH)
+  verbose: bool = _f(False, "Show TensorFlow's start-up log lines (CUDA probing, "
+                     "kernel libraries), hidden by default.", kind=LAUNCH)
   checkpoint_every_steps: int = _f(5000, "Save a checkpoint every N steps.", kind=SCHEDULE)
   checkpoint_every_secs: int = _f(1800, "Also save at least every N seconds (0 = off).",
                                   kind=SCHEDULE)
@@ -310,6 +324,11 @@ class Config:
         raise ConfigError(f"--{name}={getattr(self, name)} must be in [0, 1).")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ConfigError(f"--ema_decay={self.ema_decay} must be in [0, 1).")
+    for name in ("lr_g", "lr_d"):
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--{name}={value} must be a finite number > 0 "
+                          f"(the original's is {getattr(Config(), name)}).")
     return self
 
   @staticmethod
@@ -404,10 +423,49 @@ def _bench_large(fn):
 # call would pay every step.
 TPU_STEPS_PER_LOOP = 100
 
+RUNS_ROOT = "runs"
+
+
+def dataset_name(dataset: str) -> str:
+  """A short file-name-safe name of a --dataset value: `shapes`; tfds:NAME ->
+  NAME; tfrecords: a folder or file -> its name (without .tfrecords), a glob
+  of files -> the name of their folder (data/train-*.tfrecords -> data)."""
+  scheme, _, rest = dataset.partition(":")
+  if scheme == "tfds":
+    name = rest.partition(":")[0]
+  elif scheme == "tfrecords":
+    parts = [p for p in rest.replace("\\", "/").split("/") if p]
+    while parts and any(c in parts[-1] for c in "*?["):
+      parts.pop()
+    name = parts[-1] if parts else ""
+    if name.endswith(".tfrecords"):
+      name = name[:-len(".tfrecords")]
+  else:
+    name = dataset
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "data"
+
+
+def default_model_dir(cfg: "Config") -> str:
+  """train without --model_dir: the preset's own directory when the preset's
+  dataset is used (the demo on shapes: runs/demo), else
+  runs/<preset>-<dataset name>, so a run on other data never resumes (or
+  writes into) another preset's or dataset's run."""
+  base = Config.preset(cfg.preset)
+  if base.model_dir and cfg.dataset == base.dataset:
+    return base.model_dir
+  return f"{RUNS_ROOT}/{cfg.preset}-{dataset_name(cfg.dataset)}"
+
+
 # Applied in order by merge; a rule sees what the rules before it set.
+# train's data facts (context "data_image_size", "data_num_classes": what the
+# records say, train/loop.py reads them) replace the preset's: a preset is a
+# starting point, the records' size and labels.txt are the dataset's facts.
 CONTEXT_DEFAULTS = (
     ContextDefault("steps_per_loop", ("train", "bench"),
                    lambda cfg, ctx: TPU_STEPS_PER_LOOP if cfg.tpu else None),
+    ContextDefault("image_size", ("train",), lambda cfg, ctx: ctx.get("data_image_size")),
+    ContextDefault("num_classes", ("train",), lambda cfg, ctx: ctx.get("data_num_classes")),
+    ContextDefault("model_dir", ("train",), lambda cfg, ctx: default_model_dir(cfg)),
     ContextDefault("batch_size", ("bench",), _bench_large(
         lambda cfg, ctx: BENCH_PER_REPLICA_BATCH[cfg.preset] * ctx.get("num_replicas", 1))),
     ContextDefault("bench_variants", ("bench",),

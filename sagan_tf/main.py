@@ -6,9 +6,13 @@ Modes: train (default), eval, export, sample, attention, bench.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging as python_logging
+import os
+import re
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
@@ -31,6 +35,41 @@ MODES = {
 config_lib.define_flags()
 
 
+# TensorFlow's start-up lines: written by its C++ side while it loads and
+# probes the devices (some before its log level applies), e.g. on a machine
+# without a GPU "E0000 ... cuda_platform.cc:52] failed call to cuInit",
+# which reads like a failure. --verbose shows them.
+_STARTUP_LINE = re.compile(
+    r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written "
+    r"to STDERR|[IWE]\d{4} [\d:. ]+\d+ (cudart_stub|cuda_platform|cuda_executor|cuda_dnn|"
+    r"cuda_fft|cuda_blas|cuda_diagnostics|dso_loader|cpu_feature_guard|port)\.cc:\d+\]|"
+    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate)")
+
+
+def _import_quietly(module_name: str):
+  """Imports the mode's module and lets TensorFlow probe its devices with the
+  process's stderr (fd 2) going to a temporary file; then writes every line
+  of it except TensorFlow's start-up lines (_STARTUP_LINE) to stderr."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as capture:
+    os.dup2(capture.fileno(), 2)
+    try:
+      module = importlib.import_module(module_name)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.list_physical_devices()  # the CUDA probe (does not fix the devices)
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      capture.seek(0)
+      kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+              if not _STARTUP_LINE.match(line)]
+      sys.stderr.write("".join(kept))
+      sys.stderr.flush()
+  return module
+
+
 def _run(argv):
   mode = argv[1] if len(argv) > 1 else "train"
   if len(argv) > 2:
@@ -48,7 +87,13 @@ def _run(argv):
     print(f"error: {e}", file=sys.stderr)
     return 2
   module_name, fn_name = MODES[mode].split(":")
-  fn = getattr(importlib.import_module(module_name), fn_name)
+  if invocation.config.verbose:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    python_logging.getLogger("tensorflow").setLevel(python_logging.INFO)
+    module = importlib.import_module(module_name)
+  else:
+    module = _import_quietly(module_name)
+  fn = getattr(module, fn_name)
   try:
     result = fn(invocation.config, typed=invocation.typed)
   except UserError as e:
@@ -57,8 +102,35 @@ def _run(argv):
   return result if isinstance(result, int) else 0
 
 
+HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "-?")
+
+
+def _preset_defaults(argv) -> None:
+  """Sets every flag's default to the chosen preset's value (the mode's
+  preset, or --preset=NAME), so --help/--helpfull show the defaults this run
+  would use. Defaults only: the Config takes the flags the user typed."""
+  mode = next((a for a in argv[1:] if not a.startswith("-")), "train")
+  preset = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--preset=")),
+                None) or config_lib.MODE_PRESETS.get(mode, config_lib.DEFAULT_PRESET)
+  if preset not in config_lib.Config.preset_names():
+    return  # the flag parser names the bad value
+  cfg = config_lib.Config.preset(preset)
+  for field in dataclasses.fields(cfg):
+    if field.name != "preset":
+      value = getattr(cfg, field.name)
+      flags.FLAGS.set_default(field.name,
+                              [str(v) for v in value] if isinstance(value, tuple) else value)
+
+
 def main():
-  app.run(_run)
+  _preset_defaults(sys.argv)
+  try:
+    app.run(_run)
+  except SystemExit as e:
+    # absl exits 1 after printing help; asking for help is not a failure.
+    if e.code == 1 and any(a in HELP_FLAGS for a in sys.argv[1:]):
+      raise SystemExit(0) from None
+    raise
 
 
 if __name__ == "__main__":

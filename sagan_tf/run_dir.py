@@ -3,10 +3,16 @@
 Layout of `--model_dir` (a local path, gs:// or ram://; every access goes
 through tf.io.gfile):
 
-    config.json        the Config of the run (written by training)
+    config.json        the Config of the run's first launch (written once by
+                       training, never overwritten)
+    launches.jsonl     one JSON line per training launch: its time, starting
+                       step, settings changed from the launch before, full
+                       Config (read_launches; the last one is the run's
+                       current config, load_run_config)
     checkpoints/       tf.train.CheckpointManager: ckpt-<step>.index/.data-*
     samples/           step_XXXXXXX.png sample grids
-    eval/              step_XXXXXXX.json results, TensorBoard scalars, real-
+    eval/              step_XXXXXXX.KIND.json results (one per step and kind of
+                       evaluation), TensorBoard scalars, real-
                        image statistics (the eval mode)
     export/<step>/     SavedModel versions (the export mode; --export_dir)
     samples_tool/, attention/   PNGs of the sample and attention tools
@@ -14,7 +20,7 @@ through tf.io.gfile):
     events.out.tfevents.*   TensorBoard scalars and images
 
 A mode that reads a trained run gets its Config from `run_config` (the run's
-config.json merged with what the user typed, config.merge) and its
+current config merged with what the user typed, config.merge) and its
 generator from `restore_for_mode`.
 
 A checkpoint holds `tf.train.Checkpoint(generator=, discriminator=,
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -43,11 +50,13 @@ from absl import logging
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from sagan_tf import atomic_write
 from sagan_tf import config as config_lib
 from sagan_tf.errors import UserError
 from sagan_tf.models.generator import build_generator
 
 CONFIG_FILE = "config.json"
+LAUNCH_LOG = "launches.jsonl"
 CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
 EVAL_SUBDIR = "eval"
@@ -68,6 +77,10 @@ def config_path(model_dir: str) -> str:
   return _join(model_dir, CONFIG_FILE)
 
 
+def launch_log_path(model_dir: str) -> str:
+  return _join(model_dir, LAUNCH_LOG)
+
+
 def checkpoint_dir(model_dir: str) -> str:
   return _join(model_dir, CHECKPOINT_SUBDIR)
 
@@ -84,9 +97,19 @@ def eval_dir(model_dir: str) -> str:
   return _join(model_dir, EVAL_SUBDIR)
 
 
-def eval_result_path(model_dir: str, step: int) -> str:
-  """MODEL_DIR/eval/step_XXXXXXX.json."""
-  return _join(eval_dir(model_dir), f"step_{int(step):07d}.json")
+def eval_result_path(model_dir: str, step: int, kind: Optional[str] = None) -> str:
+  """MODEL_DIR/eval/step_XXXXXXX.KIND.json: one file per step and kind of
+  evaluation (eval.run.result_kind: metric set, classifier, sample count), so
+  a new evaluation never replaces another kind's. kind None: the name
+  earlier versions wrote (step_XXXXXXX.json)."""
+  suffix = f".{kind}" if kind else ""
+  return _join(eval_dir(model_dir), f"step_{int(step):07d}{suffix}.json")
+
+
+def eval_result_paths(model_dir: str, step: int) -> List[str]:
+  """Every result file of `step` (all kinds, and the older unsuffixed name)."""
+  pattern = _join(eval_dir(model_dir), f"step_{int(step):07d}*.json")
+  return sorted(tf.io.gfile.glob(pattern))
 
 
 def export_root(cfg) -> str:
@@ -110,7 +133,10 @@ def has_run_config(model_dir: str) -> bool:
 
 
 def load_run_config(model_dir: str) -> config_lib.Config:
-  """The Config stored by training in model_dir/config.json.
+  """The run's current Config: its last launch's (launches.jsonl), else config.json.
+
+  A run resumed with --allow_config_change trains on with the settings of
+  its last launch; config.json keeps those of the first.
 
   Raises:
     UserError: no config.json there (not a training run directory), or it is
@@ -118,6 +144,9 @@ def load_run_config(model_dir: str) -> config_lib.Config:
   """
   if not model_dir:
     raise UserError("No --model_dir given; pass the run directory that training wrote.")
+  launches = read_launches(model_dir)
+  if launches:
+    return config_lib.from_dict(launches[-1]["config"])
   path = config_path(model_dir)
   if not tf.io.gfile.exists(path):
     raise UserError(f"{path} does not exist: --model_dir={model_dir} is not a training "
@@ -135,6 +164,65 @@ def load_run_config(model_dir: str) -> config_lib.Config:
     logging.warning("%s has fields this version does not know (ignored): %s", path,
                     ", ".join(unknown))
   return cfg
+
+
+def read_launches(model_dir: str) -> List[Dict]:
+  """The entries of model_dir/launches.jsonl, oldest first ([] when there is none).
+
+  A line that is not whole JSON (a launch killed while appending) is skipped
+  with a warning.
+  """
+  path = launch_log_path(model_dir)
+  if not model_dir or not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path, "r") as f:
+    lines = f.read().splitlines()
+  out = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      entry = json.loads(line)
+    except ValueError:
+      logging.warning("%s line %d is not a whole entry (ignored).", path, number)
+      continue
+    if isinstance(entry, dict) and isinstance(entry.get("config"), dict):
+      out.append(entry)
+  return out
+
+
+def append_launch(model_dir: str, cfg, start_step: int, changes=()) -> str:
+  """Appends one line {time, start_step, changes, config} to launches.jsonl.
+
+  Local files: one write of the whole line in append mode, then fsync (a
+  kill leaves the earlier lines intact; read_launches skips a torn last
+  line). Other file systems cannot append: the file is rewritten atomically.
+  Returns the path.
+  """
+  entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "start_step": int(start_step), "changes": list(changes),
+           "config": config_lib.to_dict(cfg)}
+  line = json.dumps(entry, sort_keys=True) + "\n"
+  path = launch_log_path(model_dir)
+  if "://" not in path:
+    os.makedirs(model_dir, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      os.write(fd, line.encode("utf-8"))
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+  else:
+    old = ""
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path, "r") as f:
+        old = f.read()
+    elif not tf.io.gfile.exists(model_dir):
+      tf.io.gfile.makedirs(model_dir)
+    if old and not old.endswith("\n"):
+      old += "\n"
+    atomic_write.write_text(path, old + line)
+  return path
 
 
 def run_config(mode: str, cfg, typed=None):

@@ -155,8 +155,9 @@ def test_bench_context_defaults_apply_only_to_what_was_not_typed():
                           typed={"batch_size"}).batch_size == 4
   demo = Config.preset("demo")
   assert config_lib.merge("bench", demo, typed={"preset"}) == demo
-  # The same rules never touch another mode.
-  assert config_lib.merge("train", imagenet, typed=set()) == imagenet
+  # The same rules never touch another mode (train's own rule sets only model_dir).
+  assert config_lib.merge("train", imagenet, typed=set()) == dataclasses.replace(
+      imagenet, model_dir="runs/imagenet128-data")
 
 
 def test_differences_compare_what_the_models_build():

@@ -47,7 +47,9 @@ def test_eval_mode_writes_is_fid_json_and_scalars_with_inception(tiny_run, incep
                             eval_batch_size=50, intra_fid_classes=2,
                             compare_published=True)
   assert run.evaluate(cli) == 0
-  with open(os.path.join(cfg.model_dir, "eval", "step_0000007.json")) as f:
+  (path,) = tf.io.gfile.glob(os.path.join(cfg.model_dir, "eval",
+                                         "step_0000007.is_fid+intra2-inception_*-n120.json"))
+  with open(path) as f:
     result = json.load(f)
   for key in ("inception_score", "fid", "intra_fid", "step", "num_samples", "classifier",
               "dataset", "seed", "wall_time_s"):
@@ -60,7 +62,9 @@ def test_eval_mode_writes_is_fid_json_and_scalars_with_inception(tiny_run, incep
   assert events
   tags = {v.tag for e in tf.compat.v1.train.summary_iterator(events[0])
           for v in e.summary.value}
-  assert {"eval/fid", "eval/inception_score"} <= tags
+  suffix = f"{result['classifier']}-n120"
+  assert {f"eval/fid/{suffix}", f"eval/inception_score/{suffix}",
+          f"eval/intra_fid_per_class/{suffix}/class_5"} <= tags
   out = capsys.readouterr().out
   assert "52.52" in out and "18.65" in out and "this run, step 7" in out
   # Real statistics were cached: a second eval does not recompute them.
@@ -84,6 +88,36 @@ def test_shapes_run_reports_fcd_consistency_and_real_floor(tiny_run):
   assert sorted(result["intra_fcd_per_class"]) == [str(c) for c in range(10)]
   assert 0.0 <= result["class_consistency"] <= 1.0
   assert result["real_vs_real_fcd"] < result["fcd"]  # an untrained G is far from real
+
+
+def _tags(model_dir):
+  return {v.tag for path in tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.*"))
+          for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
+
+
+def test_evaluations_of_two_kinds_at_one_step_are_both_kept(tiny_run, inception_dir):
+  cfg = tiny_run
+  classifiers.shapes_classifier(os.path.join(cfg.model_dir, "eval"), image_size=32,
+                                seed=cfg.seed, train_images=10, test_images=100,
+                                max_epochs=0)
+  generator = run_dir.restore_generator(cfg)[0]
+  shapes = run.evaluate_generator(cfg, generator, 7)
+  fake_inception = dataclasses.replace(cfg, inception_path=inception_dir, num_samples=60)
+  inception = run.evaluate_generator(fake_inception, generator, 7)
+  assert shapes["kind"].startswith("fcd+intra10-shapes32_") and shapes["kind"].endswith("-n120")
+  assert inception["kind"].startswith("is_fid-inception_") and inception["kind"].endswith("-n60")
+  kept = {}
+  for path in run_dir.eval_result_paths(cfg.model_dir, 7):
+    with open(path) as f:
+      result = json.load(f)
+    kept[result["kind"]] = result
+  assert kept[shapes["kind"]]["fcd"] == shapes["fcd"]  # not replaced by the later eval
+  assert kept[inception["kind"]]["fid"] == inception["fid"]
+  assert run.read_result(cfg, 7, kind=shapes["kind"])["fcd"] == shapes["fcd"]
+  assert run.read_result(cfg, 7)["kind"] == inception["kind"]  # no kind: the newest
+  tags = _tags(cfg.model_dir)
+  assert f"eval/fcd/{shapes['classifier']}-n120" in tags
+  assert f"eval/fid/{inception['classifier']}-n60" in tags
 
 
 def test_eval_without_inception_path_on_non_shapes_data_says_what_to_download(tmp_path):

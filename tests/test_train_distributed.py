@@ -148,7 +148,7 @@ def test_multi_worker_survives_two_preemptions_and_workers_finish_identical(tmp_
   assert max(float(np.max(np.abs(chief[k] - w0[k]))) for k in w0) == 0.0
   # Only the chief's files are in the run directory; the non-chief's scratch is gone.
   top = sorted(os.listdir(model_dir))
-  assert all(n in ("config.json", "checkpoints", "samples") or
+  assert all(n in ("config.json", "launches.jsonl", "checkpoints", "samples") or
              n.startswith("events.out.tfevents.") for n in top), top
   names = {n for n in tf.io.gfile.listdir(os.path.join(model_dir, "checkpoints"))}
   assert all(n == "checkpoint" or n.startswith("ckpt-") for n in names), names

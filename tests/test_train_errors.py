@@ -39,7 +39,7 @@ def test_global_batch_not_divisible_by_replicas_is_refused(tmp_path):
 
 def test_model_dir_without_model_dir_is_refused():
   with pytest.raises(UserError, match="Training needs --model_dir"):
-    loop.train(th.tiny_config(model_dir=""))
+    loop.train(th.tiny_config(model_dir=""), typed={"model_dir"})  # --model_dir=
 
 
 def test_model_dir_of_another_architecture_is_refused_by_config(tmp_path):

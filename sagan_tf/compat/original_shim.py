@@ -30,6 +30,8 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from sagan_tf.errors import UserError
+
 COMMIT = "ad9612e60f6ba2b5ad3d3340ebae60f724636d75"
 # git blob ids of the files the parity tools execute (shared/original/README.md).
 MODEL_FILE_BLOBS = {
@@ -145,7 +147,6 @@ def import_original(path: str) -> Dict[str, types.ModuleType]:
 
   Refuses (UserError) a checkout whose model files are not commit ad9612e.
   """
-  from sagan_tf.errors import UserError
   problem = check_original_repo(path)
   if problem:
     raise UserError(problem)

@@ -21,9 +21,13 @@ each replica generates and scores its slice of every batch
 the batch index, so the statistics are the same on any number of replicas.
 Under MultiWorkerMirroredStrategy every worker takes part; the chief writes.
 
-Writes MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars under
-MODEL_DIR/eval; `--watch` evaluates each new checkpoint as training writes it
-(the original's continuous evaluation) until the run's last step.
+Writes MODEL_DIR/eval/step_XXXXXXX.KIND.json and TensorBoard scalars
+eval/<metric>/<classifier>-n<samples> under MODEL_DIR/eval, KIND naming the
+metric set, the classifier (its name carries a fingerprint of the Inception
+module or of the shapes classifier's weights) and the sample count
+(result_kind): evaluations of different kinds at one step are all kept.
+`--watch` evaluates each new checkpoint as training writes it (the
+original's continuous evaluation) until the run's last step.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf import atomic_write
 from sagan_tf import config as config_lib
 from sagan_tf import data
 from sagan_tf import run_dir
@@ -192,29 +197,61 @@ class Evaluator:
     return result
 
 
+def result_kind(result: Dict) -> str:
+  """What makes two results comparable: metric set, classifier, sample count.
+
+  e.g. "fcd-shapes32_s0_1a2b3c4d-n10000" or "is_fid+intra2-inception_9f8e-n500".
+  """
+  metric_set = "fcd" if "fcd" in result else "is_fid"
+  per_class = result.get("intra_fcd_per_class") or result.get("intra_fid_per_class") or {}
+  if per_class:
+    metric_set += f"+intra{len(per_class)}"
+  kind = f"{metric_set}-{result['classifier']}-n{int(result['num_samples'])}"
+  return "".join(c if c.isalnum() or c in "+-_" else "_" for c in kind)
+
+
+def _tag_suffix(result: Dict) -> str:
+  return f"{result['classifier']}-n{int(result['num_samples'])}"
+
+
 def write_result(cfg, result: Dict) -> str:
-  """MODEL_DIR/eval/step_XXXXXXX.json and TensorBoard scalars eval/<metric>."""
+  """MODEL_DIR/eval/step_XXXXXXX.KIND.json (result["kind"] = result_kind) and
+  TensorBoard scalars eval/<metric>/<classifier>-n<samples>, per-class scores
+  included; returns the JSON path."""
   directory = run_dir.eval_dir(cfg.model_dir)
   tf.io.gfile.makedirs(directory)
-  path = run_dir.eval_result_path(cfg.model_dir, result["step"])
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
+  result = dict(result, kind=result_kind(result))
+  path = run_dir.eval_result_path(cfg.model_dir, result["step"], result["kind"])
+  atomic_write.write_text(path, json.dumps(result, indent=1, sort_keys=True) + "\n")
   writer = tf.summary.create_file_writer(directory)
+  suffix = _tag_suffix(result)
   with writer.as_default():
     for name, value in result.items():
       if name not in ("step", "seed", "num_samples") and isinstance(value, float):
-        tf.summary.scalar(f"eval/{name}", value, step=int(result["step"]))
+        tf.summary.scalar(f"eval/{name}/{suffix}", value, step=int(result["step"]))
+      elif name.endswith("_per_class") and isinstance(value, dict):
+        for c, v in value.items():
+          tf.summary.scalar(f"eval/{name}/{suffix}/class_{c}", v, step=int(result["step"]))
   writer.flush()
   writer.close()
   return path
 
 
-def read_result(cfg, step: int) -> Optional[Dict]:
-  """The JSON write_result wrote for `step`, or None when there is none."""
-  path = run_dir.eval_result_path(cfg.model_dir, step)
-  if not tf.io.gfile.exists(path):
+def read_result(cfg, step: int, kind: Optional[str] = None) -> Optional[Dict]:
+  """A result write_result wrote for `step`, or None when there is none.
+
+  kind: result_kind of the one wanted; None = the only result at that step,
+  or the newest written when there are several kinds.
+  """
+  if kind:
+    paths = [run_dir.eval_result_path(cfg.model_dir, step, kind)]
+    paths = [p for p in paths if tf.io.gfile.exists(p)]
+  else:
+    paths = sorted(run_dir.eval_result_paths(cfg.model_dir, step),
+                   key=lambda p: tf.io.gfile.stat(p).mtime_nsec)
+  if not paths:
     return None
-  with tf.io.gfile.GFile(path) as f:
+  with tf.io.gfile.GFile(paths[-1]) as f:
     return json.load(f)
 
 
@@ -231,6 +268,7 @@ def evaluate_generator(cfg, generator, step: int, evaluator: Optional[Evaluator]
   """
   evaluator = evaluator or Evaluator(cfg)
   result = evaluator(generator, step)
+  result["kind"] = result_kind(result)
   if evaluator.chief:
     path = write_result(cfg, result)
     logging.info("Eval at step %d written to %s: %s", step, path, _summary(result))

@@ -25,7 +25,10 @@ import time
 
 import numpy as np
 
+from sagan_tf.compat import original_shim
 from sagan_tf.compat.original_shim import check_original_repo
+from sagan_tf.config import Config
+from sagan_tf.errors import UserError
 
 SEED = 1234
 ATTN_ON_SIGMA_RATIO = {"model/g_non_local/sigma_ratio": 0.75,
@@ -35,8 +38,6 @@ _FUNCTIONS = {(): ("generator", "discriminator"), (32,): ("generator_test", "dis
 
 
 def _config(preset, batch_size, num_classes, gf_dim, df_dim):
-  from sagan_tf.config import Config
-  from sagan_tf.errors import UserError
   over = {"batch_size": batch_size}
   for k, v in (("num_classes", num_classes), ("gf_dim", gf_dim), ("df_dim", df_dim)):
     if v:
@@ -56,7 +57,6 @@ def _config(preset, batch_size, num_classes, gf_dim, df_dim):
 
 def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
   """Runs the original and writes a fixture for cfg's size into out_dir."""
-  from sagan_tf.compat import original_shim
   original_shim.disable_eager()
   import tensorflow as tf
   v1 = tf.compat.v1
@@ -250,7 +250,6 @@ def _read_before_update(graph, d_u_vars) -> None:
 
 def main(argv=None) -> int:
   import argparse
-  from sagan_tf.errors import UserError
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--original_repo", required=True, help="checkout of the original (ad9612e)")
   p.add_argument("--out", required=True, help="directory to write the fixture into")

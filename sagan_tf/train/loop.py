@@ -20,9 +20,13 @@ a run needs around it:
   checkpoint stays the last good one (NonFiniteLossError).
 
 Everything a run reads is validated before the first iteration: the config
-(config.py), the replica count (strategy.py), config.json and the
-checkpoint's architecture in model_dir, and the data (the first batch is
-built eagerly and discarded).
+(config.py), the replica count (strategy.py), the run in model_dir (its
+current config: an architecture change is refused, other training/data
+settings need --allow_config_change; the checkpoint's architecture), and the
+data (the first batch is built eagerly and discarded).
+
+config.json is written once, by a run's first launch; every launch appends
+its settings and starting step to model_dir/launches.jsonl (run_dir.py).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import tensorflow as tf
 
 from sagan_tf import config as config_lib
 from sagan_tf import run_dir
-from sagan_tf.data import make_dataset, translate_data_error
+from sagan_tf.data import make_dataset, parse_dataset_spec, tfrecords_source
+from sagan_tf.data import translate_data_error
 from sagan_tf.errors import UserError
 from sagan_tf.eval import report
 from sagan_tf.eval import run as eval_run
@@ -56,6 +61,9 @@ SAMPLE_COLUMNS = 8
 SAMPLE_MAX_ROWS = 10
 _SAMPLE_SEED = 0x5A6A  # fixed z of the sample grid (with cfg.seed)
 PREEMPTED_EXIT = 42  # MultiWorkerMirroredStrategy: the cluster's "restart me" code
+# What a launch-log entry lists as changed from the launch before.
+_LOGGED_KINDS = tuple(k for k in config_lib.KINDS
+                      if k not in (config_lib.LOCATION, config_lib.LAUNCH))
 
 
 class NonFiniteLossError(UserError):
@@ -146,7 +154,8 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
     dataset_fn: optional `fn(input_context) -> tf.data.Dataset` of per-replica
       batches (tests); default `data.make_dataset(cfg, input_context)`.
     typed: the fields the user typed (config.merge; None = cfg's
-      differences from its preset).
+      differences from its preset). Without model_dir typed, the run
+      directory is config.default_model_dir's.
   Returns:
     0 when training reached cfg.train_steps; 128 + signum after a checkpoint
     on SIGTERM / SIGINT; 42 after a preemption checkpoint under
@@ -154,12 +163,63 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   Raises:
     UserError: bad input (see the module docstring), NonFiniteLossError.
   """
+  typed = config_lib.typed_fields(cfg) if typed is None else frozenset(typed)
+  facts = data_facts(cfg)
+  for name, value in facts.items():
+    field = name[len("data_"):]
+    if field in typed and value != getattr(cfg, field):
+      raise UserError(f"--{field}={getattr(cfg, field)} but {_FACT_SOURCES[name]} of "
+                      f"--dataset={cfg.dataset} say {value}; leave --{field} out (it "
+                      "then comes from the data) or convert the data again.")
+  cfg = config_lib.merge("train", cfg, typed, **facts)
+  for name, value in facts.items():
+    field = name[len("data_"):]
+    if field not in typed:
+      logging.info("--%s=%s from %s.", field, value, _FACT_SOURCES[name])
+  reason = self_eval_skipped(cfg)
+  if reason:
+    logging.info("Not evaluating at step 0 and the end (--self_eval): %s.", reason)
+    cfg = dataclasses.replace(cfg, self_eval=False)
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
-  cfg = config_lib.merge("train", cfg, typed)
+  if "model_dir" not in typed:
+    logging.info("No --model_dir: the run directory is %s (the default for preset %s "
+                 "and --dataset=%s).", cfg.model_dir, cfg.preset, cfg.dataset)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
+
+
+_FACT_SOURCES = {"data_image_size": "the records", "data_num_classes": "labels.txt"}
+
+
+def data_facts(cfg) -> Dict[str, int]:
+  """What --dataset itself says about the model it needs: for tfrecords, the
+  records' image size ("data_image_size") and the classes of the converters'
+  labels.txt beside them ("data_num_classes"), when readable; {} otherwise
+  (shapes, tfds, no records yet: the pipeline reports those)."""
+  spec = parse_dataset_spec(cfg.dataset)
+  if spec.kind != "tfrecords":
+    return {}
+  facts = {}
+  files, _ = tfrecords_source.find_record_files(spec.arg)
+  if files:
+    facts["data_image_size"] = tfrecords_source.image_size_of(files)
+  num_classes, _ = tfrecords_source.labels_file_num_classes(spec.arg)
+  if num_classes:
+    facts["data_num_classes"] = num_classes
+  return facts
+
+
+def self_eval_skipped(cfg) -> Optional[str]:
+  """Why --self_eval cannot run for cfg (None when it can): it needs the
+  shapes classifier (the shapes data) or --inception_path."""
+  if not cfg.self_eval or cfg.inception_path:
+    return None
+  if parse_dataset_spec(cfg.dataset).kind == "shapes" and cfg.classifier != "inception":
+    return None
+  return (f"--dataset={cfg.dataset} is scored with Inception and no --inception_path "
+          "was given")
 
 
 class Trainer:
@@ -177,10 +237,12 @@ class Trainer:
     self.scratch_dir: Optional[str] = None  # non-chief: local temporary checkpoints
 
   # ---------------------------------------------------------------- set-up
-  def _check_stored_config(self) -> bool:
-    """Refuses an architecture change against model_dir/config.json; True if one exists."""
+  def _check_stored_config(self) -> Optional[config_lib.Config]:
+    """The run's current config in model_dir (None for a new run), after
+    checking this launch against it: an architecture change is refused; other
+    training/data settings are refused unless --allow_config_change."""
     if not run_dir.has_run_config(self.model_dir):
-      return False
+      return None
     stored = run_dir.load_run_config(self.model_dir)
     changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("refused"))
     if changes:
@@ -188,7 +250,24 @@ class Trainer:
           f"--model_dir={self.model_dir} holds a run of a different architecture "
           f"({'; '.join(changes)}); use a new --model_dir, or the flags of that run "
           f"(its config.json).")
-    return True
+    changes = config_lib.differences(stored, self.cfg, config_lib.kinds_on_resume("setting"))
+    if changes and not self.cfg.allow_config_change:
+      raise UserError(
+          f"--model_dir={self.model_dir} holds a run launched with other settings "
+          f"({'; '.join(changes)}). To train on with the new ones from the resumed step "
+          f"(recorded in {run_dir.launch_log_path(self.model_dir)}), add "
+          "--allow_config_change; otherwise use the run's settings or a new --model_dir.")
+    return stored
+
+  def _apply_settings(self, models):
+    """After a restore: the optimisers take this launch's learning rates (a
+    checkpoint stores the rate each optimiser had; without this a new
+    --lr_g/--lr_d on resume would not apply)."""
+    for name, optimizer in (("lr_g", models.g_optimizer), ("lr_d", models.d_optimizer)):
+      old, new = _value(optimizer.learning_rate), getattr(self.cfg, name)
+      if old != new:
+        logging.info("%s: %g in the checkpoint, %g from now on.", name, old, new)
+      optimizer.learning_rate = new
 
   def _make_dataset(self, start_step: int):
     cfg = self.cfg
@@ -263,7 +342,8 @@ class Trainer:
   # ------------------------------------------------------------------ run
   def run(self) -> int:
     cfg = self.cfg
-    had_config = self._check_stored_config()
+    stored = self._check_stored_config()
+    had_config = stored is not None
     latest = run_dir.latest_checkpoint(self.model_dir)
     start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
@@ -273,6 +353,7 @@ class Trainer:
     checkpoint = run_dir.make_checkpoint(models, step_var)
     if latest:
       start = run_dir.restore_for_training(checkpoint, latest, models)
+      self._apply_settings(models)
       logging.info("Resuming from %s at step %d of %d.", latest, start, cfg.train_steps)
     else:
       start = 0
@@ -282,15 +363,22 @@ class Trainer:
       logging.info("Starting a new run in %s (%d steps).", self.model_dir, cfg.train_steps)
     self.manager = self._make_manager(checkpoint, latest)
     try:
-      return self._run_from(start, bool(latest), had_config, iterator, checkpoint)
+      return self._run_from(start, bool(latest), stored, iterator, checkpoint)
     finally:
       self._clear_scratch(remove=True)
 
-  def _run_from(self, start: int, resumed: bool, had_config: bool, iterator,
-                checkpoint) -> int:
+  def _run_from(self, start: int, resumed: bool, stored: Optional[config_lib.Config],
+                iterator, checkpoint) -> int:
     cfg = self.cfg
     if self.chief:
-      run_dir.write_run_config(cfg, self.model_dir)
+      # config.json is the first launch's, never rewritten; every launch
+      # (the first included) appends its settings to the launch log.
+      changes = ()
+      if stored is None:
+        run_dir.write_run_config(cfg, self.model_dir)
+      else:
+        changes = config_lib.differences(stored, cfg, _LOGGED_KINDS)
+      run_dir.append_launch(self.model_dir, cfg, start, changes)
     self._log_model_sizes()
 
     if start >= cfg.train_steps:
@@ -516,7 +604,8 @@ class Trainer:
                                                     strategy=self.strategy)
     result = eval_run.evaluate_generator(cfg, generator, step, evaluator)
     if not first and self.chief:
-      print(report.format_report(result, eval_run.read_result(cfg, 0)), flush=True)
+      start = eval_run.read_result(cfg, 0, kind=result["kind"])
+      print(report.format_report(result, start), flush=True)
     return evaluator
 
 
