@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf import atomic_write
 from sagan_tf import config as config_lib
 from sagan_tf import data
 from sagan_tf import run_dir
@@ -197,8 +198,7 @@ def write_result(cfg, result: Dict) -> str:
   directory = run_dir.eval_dir(cfg.model_dir)
   tf.io.gfile.makedirs(directory)
   path = run_dir.eval_result_path(cfg.model_dir, result["step"])
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
+  atomic_write.write_json(path, result, indent=1)  # a kill leaves the old file or none
   writer = tf.summary.create_file_writer(directory)
   with writer.as_default():
     for name, value in result.items():

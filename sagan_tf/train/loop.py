@@ -16,8 +16,9 @@ a run needs around it:
   handler and read between calls. MultiWorkerMirroredStrategy: TF's
   PreemptionCheckpointHandler, which agrees on the step to save at across
   the workers (a worker saving alone would deadlock the collectives);
-* a non-finite loss stops the run without saving that state, so the newest
-  checkpoint stays the last good one (NonFiniteLossError).
+* a non-finite loss or variable (step.py's `finite` flag covers every
+  variable of the state) stops the run without saving that state, so every
+  checkpoint is finite and a re-run resumes from the newest (NonFiniteLossError).
 
 Everything a run reads is validated before the first iteration: the config
 (config.py), the replica count (strategy.py), config.json and the
@@ -59,7 +60,7 @@ PREEMPTED_EXIT = 42  # MultiWorkerMirroredStrategy: the cluster's "restart me" c
 
 
 class NonFiniteLossError(UserError):
-  """Training diverged; the message names the step, the losses and the last good checkpoint."""
+  """Training diverged; the message names the step, the losses and the newest finite checkpoint."""
 
 
 class _Preempted(Exception):
@@ -149,6 +150,7 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
+  run_dir.check_model_dir(cfg.model_dir)
   cfg = config_lib.merge("train", cfg, typed)
   strategy = make_strategy(cfg)
   return Trainer(cfg, strategy, dataset_fn).run()
@@ -181,6 +183,21 @@ class Trainer:
           f"({'; '.join(changes)}); use a new --model_dir, or the flags of that run "
           f"(its config.json).")
     return True
+
+  def _resume_point(self) -> Optional[str]:
+    """The checkpoint to resume from (--checkpoint, else the newest intact and
+    finite one in model_dir), None for a new run. Skipped checkpoints are
+    named in a warning; after a fallback the state file names only the
+    resumed checkpoint, so rotation never deletes an older one."""
+    point = run_dir.resume_point(self.model_dir, self.cfg.checkpoint or None)
+    for path, why in point.skipped:
+      logging.warning("Skipping the checkpoint %s: %s.", path, why)
+    if point.path and point.fallback:
+      logging.warning("Resuming from %s, not the newest checkpoint; the older ones are "
+                      "kept (rotation deletes only what this run writes).", point.path)
+      if self.chief:
+        run_dir.forget_older_checkpoints(self.model_dir, point.path)
+    return point.path
 
   def _make_dataset(self, start_step: int):
     cfg = self.cfg
@@ -256,7 +273,7 @@ class Trainer:
   def run(self) -> int:
     cfg = self.cfg
     had_config = self._check_stored_config()
-    latest = run_dir.latest_checkpoint(self.model_dir)
+    latest = self._resume_point()
     start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
 
@@ -418,11 +435,15 @@ class Trainer:
   def _stop_non_finite(self, before: int, step: int, metrics: Dict[str, float]):
     where = f"step {step}" if step - before == 1 else f"steps {before + 1}..{step}"
     losses = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("d_loss", "g_loss") if k in metrics)
-    good = run_dir.latest_checkpoint(self.model_dir)
-    kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
+    # The newest checkpoint whose stored tensors are all finite (a directory
+    # written before the state check could hold non-finite ones).
+    good = run_dir.newest_intact(run_dir.checkpoint_dir(self.model_dir)) if self.chief else None
+    kept = (f"the newest finite checkpoint is {good}, which a re-run resumes from"
+            if good else "no finite checkpoint was written (a re-run starts over)")
     raise NonFiniteLossError(
-        f"Non-finite loss at {where} ({losses}): training stopped without saving that "
-        f"state; {kept}; lower --lr_g/--lr_d or use --precision=float32 and re-run.")
+        f"Non-finite loss or weights at {where} ({losses}): training stopped without "
+        f"saving that state; {kept}; re-run with lower --lr_g/--lr_d, a larger "
+        "--adam_epsilon, or --precision=float32.")
 
   def _write_scalars(self, step: int, metrics: Dict[str, float], iters_per_sec: float):
     if not self.chief:

@@ -31,6 +31,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from sagan_tf import losses
+from sagan_tf.train import finite as finite_lib  # faults (issue 18)
 
 # Seed streams of the stateless sampler (z and fake labels of each draw).
 _DRAWS_PER_STEP = 64
@@ -188,9 +189,11 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
   Each iteration takes cfg.d_steps batches from the distributed iterator,
   runs `replica_iteration` on every replica, reduces the metrics (MEAN over
   replicas), advances `step_var` and the EMA. Returns the last iteration's
-  metrics plus `finite` (False if a loss was non-finite anywhere in the loop).
+  metrics plus `finite` (False if a loss was non-finite anywhere in the loop,
+  or any variable of the state is non-finite after it).
   """
   gradient_fns = gradient_functions(models, cfg.loss, jit_compile=cfg.jit_compile)
+  state_variables = finite_lib.state_variables(models)  # faults (issue 18)
 
   def one_iteration(iterator):
     batches = [next(iterator) for _ in range(cfg.d_steps)]
@@ -210,6 +213,9 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
       for _ in tf.range(cfg.steps_per_loop - 1):
         metrics = one_iteration(iterator)
         finite &= tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
+    # faults (issue 18): finite also requires every variable of the state
+    # (weights, Adam slots, u, moving statistics, EMA) to be finite.
+    finite &= finite_lib.all_finite(state_variables)
     return dict(metrics, finite=finite)
 
   return train_fn
