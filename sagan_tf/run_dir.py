@@ -398,7 +398,10 @@ def read_checkpoint(path: str) -> StoredCheckpoint:
     raise UserError(f"{path} is not an object-based (TF2) checkpoint; a checkpoint of "
                     "the original TF1 code loads with sagan_tf.compat.tf1.")
   graph = trackable_object_graph_pb2.TrackableObjectGraph()
-  graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  try:
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  except Exception as e:  # pylint: disable=broad-except  (truncated / corrupt .data)
+    raise _corrupt(path, e) from None
 
   def value_key(node_id: int) -> Optional[str]:
     for attr in graph.nodes[node_id].attributes:

