@@ -530,9 +530,21 @@ def restore_for_mode(cfg, mode: str, typed=None
   does not fit the stored config.
   """
   run_cfg = dataclasses.replace(run_config(mode, cfg, typed), precision="float32")
-  path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
-  has_ema = read_checkpoint(path).has("ema_generator")
-  generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+  for attempt in range(2):
+    path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
+    try:
+      # Restored into memory here: nothing below reads the checkpoint again.
+      has_ema = read_checkpoint(path).has("ema_generator")
+      generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+      break
+    except (UserError, tf.errors.NotFoundError):
+      # A training run beside us rotated it away (--keep_checkpoints) between
+      # resolving and reading: once, take the newer one it wrote.
+      if attempt or run_cfg.checkpoint or tf.io.gfile.exists(path + ".index"):
+        raise
+      logging.warning("%s was deleted while reading it (a training run rotates its "
+                      "checkpoints); using the newest one, %s.", path,
+                      latest_checkpoint(run_cfg.model_dir))
   weights = "ema_generator" if run_cfg.use_ema and has_ema else "generator"
   logging.info("Using the %s weights of %s (step %d).", weights, path, step)
   return run_cfg, generator, step, {"checkpoint": path, "weights": weights}

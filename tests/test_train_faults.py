@@ -219,3 +219,29 @@ def test_model_dir_that_is_a_file_and_config_json_list_are_named(tmp_path):
   (tmp_path / "run" / "config.json").write_text("[1, 2]")
   with pytest.raises(UserError, match="holds a JSON list, not a config object"):
     run_dir.load_run_config(str(tmp_path / "run"))
+
+
+def test_export_retries_once_when_training_rotates_the_checkpoint_away(run, monkeypatch,
+                                                                      caplog):
+  # Between export resolving ckpt-4 and reading it, a training run beside it
+  # saves ckpt-5 and rotates ckpt-4 away.
+  cfg = th.tiny_config(model_dir=run)
+  real_read = run_dir.read_checkpoint
+  calls = []
+
+  def rotating_read(path):
+    if not calls:
+      calls.append(path)
+      models = setup.build_gan(cfg)
+      manager = run_dir.make_manager(
+          run_dir.make_checkpoint(models, tf.Variable(5, dtype=tf.int64)), run, 1)
+      manager.save(checkpoint_number=5)
+      for name in tf.io.gfile.glob(_ckpt(run, 4) + ".*"):  # what its rotation does
+        tf.io.gfile.remove(name)
+    return real_read(path)
+
+  monkeypatch.setattr(run_dir, "read_checkpoint", rotating_read)
+  _, _, step, source = run_dir.restore_for_mode(cfg, "export")
+  assert calls == [_ckpt(run, 4)] and not tf.io.gfile.exists(_ckpt(run, 4) + ".index")
+  assert step == 5 and source["checkpoint"] == _ckpt(run, 5)
+  assert "ckpt-4 was deleted while reading it" in caplog.text
