@@ -44,9 +44,11 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
@@ -120,12 +122,18 @@ def export_root(cfg) -> str:
 # ------------------------------------------------------------------ config
 def write_run_config(cfg, model_dir: str) -> str:
   """Writes model_dir/config.json (config.to_dict); returns its path."""
+  check_model_dir(model_dir)
   if not tf.io.gfile.exists(model_dir):
     tf.io.gfile.makedirs(model_dir)
-  path = config_path(model_dir)
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(config_lib.to_dict(cfg), indent=2, sort_keys=True) + "\n")
-  return path
+  # Atomic (temporary name + rename): a kill during the write leaves the old file.
+  return atomic_write.write_json(config_path(model_dir), config_lib.to_dict(cfg))
+
+
+def check_model_dir(model_dir: str) -> None:
+  """UserError when model_dir exists but is not a directory."""
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise UserError(f"--model_dir={model_dir} is a file, not a directory; pass a new or "
+                    "existing run directory.")
 
 
 def has_run_config(model_dir: str) -> bool:
@@ -158,6 +166,9 @@ def load_run_config(model_dir: str) -> config_lib.Config:
   except (ValueError, tf.errors.OpError) as e:
     raise UserError(f"{path} is not a readable config ({e}); restore it or "
                     "start a new --model_dir.") from e
+  if not isinstance(stored, dict):
+    raise UserError(f"{path} holds a JSON {type(stored).__name__}, not a config object; "
+                    "restore the run's config.json or start a new --model_dir.")
   cfg = config_lib.from_dict(stored)
   unknown = sorted(set(stored) - {f.name for f in dataclasses.fields(config_lib.Config)})
   if unknown:
@@ -268,14 +279,158 @@ def make_manager(checkpoint: tf.train.Checkpoint, model_dir: str, max_to_keep: i
       checkpoint_name=CHECKPOINT_PREFIX, init_fn=init_fn)
 
 
+def _state_latest(directory: str) -> Optional[str]:
+  """The newest checkpoint the `checkpoint` state file of `directory` names.
+
+  Raises UserError naming the state file when it is not readable (garbage,
+  truncated); None when there is none or it names nothing.
+  """
+  state = _join(directory, "checkpoint")
+  if not tf.io.gfile.exists(state):
+    return None
+  try:
+    return tf.train.latest_checkpoint(directory)
+  except (UnicodeDecodeError, ValueError, tf.errors.OpError) as e:
+    intact = newest_intact(directory)
+    raise UserError(
+        f"The checkpoint state file {state} is corrupt ({type(e).__name__}); delete it "
+        "(it only names the checkpoints) or pass --checkpoint="
+        f"{intact or 'PREFIX'}{' (the newest intact one)' if intact else ''}; "
+        "training resumes from the newest intact checkpoint by itself.") from None
+
+
 def latest_checkpoint(model_dir: str) -> Optional[str]:
   """Path prefix of the newest checkpoint in model_dir/checkpoints, or None."""
   if not model_dir:
     return None
+  return _state_latest(checkpoint_dir(model_dir))
+
+
+def list_checkpoints(directory: str) -> List[Tuple[int, str]]:
+  """[(number, prefix)] of every ckpt-<number> with any file in `directory`
+  (an .index or a .data-* shard), oldest first; the state file is not read."""
+  if not tf.io.gfile.isdir(directory):
+    return []
+  numbers = set()
+  for name in tf.io.gfile.listdir(directory):
+    match = _CKPT_FILE.match(name.rstrip("/"))
+    if match:
+      numbers.add(int(match.group(1)))
+  return [(n, _join(directory, f"{CHECKPOINT_PREFIX}-{n}")) for n in sorted(numbers)]
+
+
+_CKPT_FILE = re.compile(re.escape(CHECKPOINT_PREFIX) + r"-(\d+)\.(?:index|data-\d+-of-\d+)$")
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+  """Why the checkpoint `path` cannot be trusted, or None when it is intact.
+
+  Reads every stored tensor (so a missing, truncated or checksum-failing
+  .data file is found) and checks that every floating-point one is finite.
+  The answer names the file or the tensors.
+  """
+  index = path + ".index"
+  if not tf.io.gfile.exists(index):
+    return f"{index} is missing"
+  try:
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
+  except (tf.errors.OpError, ValueError, RuntimeError) as e:
+    return f"{index} is unreadable ({_first_line(e)})"
+  non_finite = []
+  for key, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+    try:
+      value = reader.get_tensor(key)
+    except Exception as e:  # pylint: disable=broad-except
+      # A missing .data gives OpError, a checksum mismatch DataLossError, a
+      # truncated one IndexError / ValueError: any of them means "this file".
+      data = ", ".join(tf.io.gfile.glob(path + ".data-*")) or path + ".data-*"
+      return f"{data} is missing, truncated or corrupt ({type(e).__name__}: {_first_line(e)})"
+    if tf.as_dtype(dtype).is_floating and not np.all(np.isfinite(value)):
+      non_finite.append(key)
+  if non_finite:
+    return (f"it holds {len(non_finite)} non-finite tensors (the run had diverged; e.g. "
+            f"{non_finite[0]})")
+  return None
+
+
+def newest_intact(directory: str) -> Optional[str]:
+  """The newest checkpoint in `directory` with no checkpoint_problem, or None."""
+  for _, path in reversed(list_checkpoints(directory)):
+    if checkpoint_problem(path) is None:
+      return path
+  return None
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+  """What training resumes from: `path` (None = a new run) and the newer
+  checkpoints it skipped, as (prefix, reason)."""
+  path: Optional[str]
+  skipped: Tuple[Tuple[str, str], ...] = ()
+  fallback: bool = False  # path is not what the state file names as latest
+
+
+def resume_point(model_dir: str, explicit: Optional[str] = None) -> ResumePoint:
+  """The newest intact, finite checkpoint of model_dir (or `explicit`).
+
+  Never None while model_dir/checkpoints holds checkpoint files: when none
+  of them is usable, raises UserError listing each with its problem.
+  `explicit` (--checkpoint) must itself be intact.
+  """
+  if explicit:
+    path = resolve_checkpoint(model_dir, explicit)
+    problem = checkpoint_problem(path)
+    if problem:
+      raise UserError(f"--checkpoint={explicit}: {problem}; pass another checkpoint.")
+    return ResumePoint(path, fallback=path != _safe_latest(model_dir))
   directory = checkpoint_dir(model_dir)
-  if not tf.io.gfile.exists(_join(directory, "checkpoint")):
+  found = list_checkpoints(directory)
+  skipped = []
+  try:
+    latest = _state_latest(directory) if found else None
+  except UserError:
+    latest = None
+    skipped.append((_join(directory, "checkpoint"), "the state file is corrupt"))
+  candidates = [p for _, p in reversed(found)]
+  if latest:  # the state file's choice first, then the files newest first
+    candidates = [latest] + [p for p in candidates if p != latest]
+  for path in candidates:
+    problem = checkpoint_problem(path)
+    if problem is None:
+      return ResumePoint(path, tuple(skipped), fallback=path != latest)
+    skipped.append((path, problem))
+  if found:
+    listing = "; ".join(f"{p}: {why}" for p, why in skipped)
+    raise UserError(f"No usable checkpoint in {directory}: {listing}. Restore one of them, "
+                    "pass --checkpoint=PREFIX of a good copy, or use a new --model_dir; "
+                    "training does not start over in a directory holding checkpoints.")
+  return ResumePoint(None)
+
+
+def _safe_latest(model_dir: str) -> Optional[str]:
+  try:
+    return latest_checkpoint(model_dir)
+  except UserError:
     return None
-  return tf.train.latest_checkpoint(directory)
+
+
+def forget_older_checkpoints(model_dir: str, path: str) -> None:
+  """Makes the state file name only `path`, so that the CheckpointManager's
+  rotation (--keep_checkpoints) deletes only what this run writes after it
+  (and eventually `path`), never the checkpoints on disk older than it."""
+  directory = checkpoint_dir(model_dir)
+  if os.path.dirname(path) == directory.rstrip("/"):
+    tf.compat.v1.train.update_checkpoint_state(directory, path,
+                                               all_model_checkpoint_paths=[path])
+  elif tf.io.gfile.exists(_join(directory, "checkpoint")):
+    # Resumed from elsewhere (--checkpoint): no checkpoint on disk is the
+    # manager's to delete; its first save writes a new state file.
+    tf.io.gfile.remove(_join(directory, "checkpoint"))
 
 
 def _reader(path: str):
@@ -330,7 +485,10 @@ def read_checkpoint(path: str) -> StoredCheckpoint:
     raise UserError(f"{path} is not an object-based (TF2) checkpoint; a checkpoint of "
                     "the original TF1 code loads with sagan_tf.compat.tf1.")
   graph = trackable_object_graph_pb2.TrackableObjectGraph()
-  graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  try:
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  except Exception as e:  # pylint: disable=broad-except  (truncated / corrupt .data)
+    raise _corrupt(path, e) from None
 
   def value_key(node_id: int) -> Optional[str]:
     for attr in graph.nodes[node_id].attributes:
@@ -421,11 +579,31 @@ def restore_generator(cfg, checkpoint_path: Optional[str] = None,
     generator = build_generator(dataclasses.replace(cfg, precision="float32"))
   check_architecture(stored, {part: generator},
                      "pass the config of the run that wrote it (its config.json)")
-  status = tf.train.Checkpoint(**{part: model_table(generator)}).restore(path)
-  status.expect_partial()
+  try:
+    status = tf.train.Checkpoint(**{part: model_table(generator)}).restore(path)
+    status.expect_partial()
+  except Exception as e:  # pylint: disable=broad-except
+    raise _corrupt(path, e) from None
+  non_finite = [name for name, v in model_table(generator).items()
+                if not np.all(np.isfinite(v.numpy()))]
+  if non_finite:
+    raise UserError(
+        f"The {part} weights of {path} are not finite ({len(non_finite)} tensors, e.g. "
+        f"{non_finite[0]}): the run had diverged when it was written; pass an older "
+        "checkpoint with --checkpoint=MODEL_DIR/checkpoints/ckpt-<step>.")
   logging.info("Restored the %s weights of %s (step %s).",
                "EMA generator" if part == "ema_generator" else "generator", path, stored.step)
   return generator, int(stored.step or 0)
+
+
+def _corrupt(path: str, error: BaseException) -> UserError:
+  """UserError naming the bad file of `path` and the newest intact checkpoint."""
+  problem = checkpoint_problem(path) or f"{type(error).__name__}: {_first_line(error)}"
+  intact = newest_intact(os.path.dirname(path))
+  other = (f"the newest intact checkpoint is {intact} (--checkpoint={intact})"
+           if intact and intact != path else "no other intact checkpoint is there")
+  return UserError(f"Cannot restore the checkpoint {path}: {problem}; delete its files; "
+                   f"{other}.")
 
 
 def restore_for_mode(cfg, mode: str, typed=None
@@ -439,9 +617,21 @@ def restore_for_mode(cfg, mode: str, typed=None
   does not fit the stored config.
   """
   run_cfg = dataclasses.replace(run_config(mode, cfg, typed), precision="float32")
-  path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
-  has_ema = read_checkpoint(path).has("ema_generator")
-  generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+  for attempt in range(2):
+    path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
+    try:
+      # Restored into memory here: nothing below reads the checkpoint again.
+      has_ema = read_checkpoint(path).has("ema_generator")
+      generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+      break
+    except (UserError, tf.errors.NotFoundError):
+      # A training run beside us rotated it away (--keep_checkpoints) between
+      # resolving and reading: once, take the newer one it wrote.
+      if attempt or run_cfg.checkpoint or tf.io.gfile.exists(path + ".index"):
+        raise
+      logging.warning("%s was deleted while reading it (a training run rotates its "
+                      "checkpoints); using the newest one, %s.", path,
+                      latest_checkpoint(run_cfg.model_dir))
   weights = "ema_generator" if run_cfg.use_ema and has_ema else "generator"
   logging.info("Using the %s weights of %s (step %d).", weights, path, step)
   return run_cfg, generator, step, {"checkpoint": path, "weights": weights}
@@ -455,8 +645,11 @@ def restore_for_training(checkpoint: tf.train.Checkpoint, path: str, models) -> 
     parts["ema_generator"] = models.ema_generator
   check_architecture(stored, parts,
                      "use a new --model_dir, or the flags of the run that wrote it")
-  status = checkpoint.restore(path)
-  status.expect_partial()  # e.g. an EMA generator the run did not have yet
+  try:
+    status = checkpoint.restore(path)
+    status.expect_partial()  # e.g. an EMA generator the run did not have yet
+  except Exception as e:  # pylint: disable=broad-except
+    raise _corrupt(path, e) from None
   if models.ema_generator is not None and not stored.has("ema_generator"):
     logging.warning("%s has no EMA generator; it starts as a copy of the generator.", path)
     for e, v in zip(models.ema_generator.variables, models.generator.variables):

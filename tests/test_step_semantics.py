@@ -120,6 +120,14 @@ def _max_diff(a, b):
   return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
+def _noise_gradient(path: str) -> bool:
+  """G's conv biases: each feeds a batch norm (the next block's cbn_0 or g_bn),
+  so its true gradient is 0 and float32 rounding decides its sign; Adam with
+  beta1 = 0 turns that into a step of up to lr either way, so graph and eager
+  summation orders may differ there by up to 2 lr."""
+  return path.startswith("generator/") and path.endswith("/biases")
+
+
 @pytest.fixture(scope="module")
 def stepped(cfg):
   """(variables before, after one train_fn call, the real batch)."""
@@ -140,9 +148,14 @@ def reference(cfg, reference_models, stepped):
   return lambda **reading: _reference(cfg, reference_models, before, x, y, **reading)
 
 
-def test_step_equals_g_then_d_eager_reference(stepped, reference):
+def test_step_equals_g_then_d_eager_reference(cfg, stepped, reference, reference_models):
   before, after, _ = stepped
-  assert _max_diff(after, reference()) <= TOL
+  ref = reference()
+  paths = [v.path for v in _models_variables(reference_models)]
+  exact = [i for i, p in enumerate(paths) if not _noise_gradient(p)]
+  assert len(exact) > len(paths) // 2
+  assert _max_diff([after[i] for i in exact], [ref[i] for i in exact]) <= TOL
+  assert _max_diff(after, ref) <= 2 * cfg.lr_g
   assert _max_diff(after, before) > 100 * TOL  # the step changed the weights
 
 

@@ -222,7 +222,7 @@ def write_result(cfg, result: Dict) -> str:
   tf.io.gfile.makedirs(directory)
   result = dict(result, kind=result_kind(result))
   path = run_dir.eval_result_path(cfg.model_dir, result["step"], result["kind"])
-  atomic_write.write_text(path, json.dumps(result, indent=1, sort_keys=True) + "\n")
+  atomic_write.write_json(path, result, indent=1)  # a kill leaves the old file or none
   writer = tf.summary.create_file_writer(directory)
   suffix = _tag_suffix(result)
   with writer.as_default():

@@ -16,8 +16,9 @@ a run needs around it:
   handler and read between calls. MultiWorkerMirroredStrategy: TF's
   PreemptionCheckpointHandler, which agrees on the step to save at across
   the workers (a worker saving alone would deadlock the collectives);
-* a non-finite loss stops the run without saving that state, so the newest
-  checkpoint stays the last good one (NonFiniteLossError).
+* a non-finite loss or variable (step.py's `finite` flag covers every
+  variable of the state) stops the run without saving that state, so every
+  checkpoint is finite and a re-run resumes from the newest (NonFiniteLossError).
 
 Everything a run reads is validated before the first iteration: the config
 (config.py), the replica count (strategy.py), the run in model_dir (its
@@ -67,7 +68,7 @@ _LOGGED_KINDS = tuple(k for k in config_lib.KINDS
 
 
 class NonFiniteLossError(UserError):
-  """Training diverged; the message names the step, the losses and the last good checkpoint."""
+  """Training diverged; the message names the step, the losses and the newest finite checkpoint."""
 
 
 class _Preempted(Exception):
@@ -183,6 +184,7 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
   if not cfg.model_dir:
     raise UserError("Training needs --model_dir (a local path or gs://...) for its "
                     "checkpoints, summaries and samples.")
+  run_dir.check_model_dir(cfg.model_dir)
   if "model_dir" not in typed:
     logging.info("No --model_dir: the run directory is %s (the default for preset %s "
                  "and --dataset=%s).", cfg.model_dir, cfg.preset, cfg.dataset)
@@ -269,6 +271,21 @@ class Trainer:
         logging.info("%s: %g in the checkpoint, %g from now on.", name, old, new)
       optimizer.learning_rate = new
 
+  def _resume_point(self) -> Optional[str]:
+    """The checkpoint to resume from (--checkpoint, else the newest intact and
+    finite one in model_dir), None for a new run. Skipped checkpoints are
+    named in a warning; after a fallback the state file names only the
+    resumed checkpoint, so rotation never deletes an older one."""
+    point = run_dir.resume_point(self.model_dir, self.cfg.checkpoint or None)
+    for path, why in point.skipped:
+      logging.warning("Skipping the checkpoint %s: %s.", path, why)
+    if point.path and point.fallback:
+      logging.warning("Resuming from %s, not the newest checkpoint; the older ones are "
+                      "kept (rotation deletes only what this run writes).", point.path)
+      if self.chief:
+        run_dir.forget_older_checkpoints(self.model_dir, point.path)
+    return point.path
+
   def _make_dataset(self, start_step: int):
     cfg = self.cfg
     # A resumed run reshuffles with a seed of its start step, so it does not
@@ -344,7 +361,7 @@ class Trainer:
     cfg = self.cfg
     stored = self._check_stored_config()
     had_config = stored is not None
-    latest = run_dir.latest_checkpoint(self.model_dir)
+    latest = self._resume_point()
     start_hint = run_dir.checkpoint_step(latest) if latest else 0
     iterator = self._make_dataset(start_hint or 0)
 
@@ -512,11 +529,15 @@ class Trainer:
   def _stop_non_finite(self, before: int, step: int, metrics: Dict[str, float]):
     where = f"step {step}" if step - before == 1 else f"steps {before + 1}..{step}"
     losses = ", ".join(f"{k}={metrics[k]:.4g}" for k in ("d_loss", "g_loss") if k in metrics)
-    good = run_dir.latest_checkpoint(self.model_dir)
-    kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
+    # The newest checkpoint whose stored tensors are all finite (a directory
+    # written before the state check could hold non-finite ones).
+    good = run_dir.newest_intact(run_dir.checkpoint_dir(self.model_dir)) if self.chief else None
+    kept = (f"the newest finite checkpoint is {good}, which a re-run resumes from"
+            if good else "no finite checkpoint was written (a re-run starts over)")
     raise NonFiniteLossError(
-        f"Non-finite loss at {where} ({losses}): training stopped without saving that "
-        f"state; {kept}; lower --lr_g/--lr_d or use --precision=float32 and re-run.")
+        f"Non-finite loss or weights at {where} ({losses}): training stopped without "
+        f"saving that state; {kept}; re-run with lower --lr_g/--lr_d, a larger "
+        "--adam_epsilon, or --precision=float32.")
 
   def _write_scalars(self, step: int, metrics: Dict[str, float], iters_per_sec: float):
     if not self.chief:

@@ -31,6 +31,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from sagan_tf import losses
+from sagan_tf.train import finite as finite_lib
 
 # Seed streams of the stateless sampler (z and fake labels of each draw).
 _DRAWS_PER_STEP = 64
@@ -257,7 +258,8 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
   Each iteration takes cfg.d_steps batches from the distributed iterator and
   runs `replica_iteration` (G step, D steps, EMA) on every replica. Returns
   the last iteration's metrics (MEAN over replicas, float32 scalars) plus
-  `finite` (bool: False if a loss was non-finite anywhere in the call), and
+  `finite` (bool: False if a loss was non-finite anywhere in the call, or
+  any variable of the state is non-finite after it), and
   advances `step_var` by cfg.steps_per_loop.
 
   `strategy.run` gets tensors only (the batches and the step); models, config
@@ -270,6 +272,7 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
     return _whole_call_compiled(strategy, models, cfg, step_var)
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   gradient_fns = gradient_functions(models, cfg.loss, jit_compile=cfg.jit_compile and not tpu)
+  state_variables = finite_lib.state_variables(models)
 
   def replica_fn(real_batches, step):
     return replica_iteration(models, cfg, gradient_fns, real_batches, step)
@@ -285,6 +288,9 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
     start = step_var.read_value()
     metrics, finite = _run_loop(n, lambda i: one_iteration(iterator, start + i))
     step_var.assign_add(n)
+    # Checkpoints are written only of a finite state: weights, Adam slots, u,
+    # moving statistics and EMA, not just the losses.
+    finite &= finite_lib.all_finite(state_variables)
     return dict(metrics, finite=finite)
 
   return train_fn
@@ -299,6 +305,7 @@ def _whole_call_compiled(strategy, models: GANModels, cfg, step_var):
   """
   n, d_steps = cfg.steps_per_loop, cfg.d_steps
   gradient_fns = gradient_functions(models, cfg.loss, jit_compile=False)  # inside XLA anyway
+  state_variables = finite_lib.state_variables(models)
 
   @tf.function(jit_compile=True)
   def compiled_call(images, labels, start):
@@ -308,6 +315,7 @@ def _whole_call_compiled(strategy, models: GANModels, cfg, step_var):
 
     metrics, finite = _run_loop(n, iteration)
     step_var.assign_add(n)
+    finite &= finite_lib.all_finite(state_variables)
     return dict(metrics, finite=finite)
 
   @tf.function
