@@ -24,6 +24,20 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 PUBLIC_FIXTURE = os.path.join(SHARED, "parity", "public")
 
 
+@pytest.fixture(autouse=True)
+def _own_collective_keys():
+  """Every test's MirroredStrategy instances get collective group keys of their own.
+
+  Each strategy numbers its collective groups and instances from the same
+  start, and TensorFlow's collective executor keeps, per process, what each
+  (group, instance) carried: a later strategy reusing an earlier one's keys
+  for another dtype fails ("Collective instance 100 expected type 0 and
+  data_type 1 but got ..."). TensorFlow's own tests set this class attribute
+  for the same reason.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 1000  # pylint: disable=protected-access
+
+
 @pytest.fixture
 def two_cpu_strategy():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -73,9 +73,9 @@ def _d_before_g(orig):
     g_fn, d_fn = gradient_fns
     b = real_batches[0][0].shape[0]
     for k, (x_real, y_real) in enumerate(real_batches):
-      z, y = step.sample_latents(cfg, global_step, 1 + k, b)
+      z, y = step.generator_inputs(cfg, global_step, 1 + k, b)
       d_metrics = step.discriminator_step(models, z, y, x_real, y_real, d_fn)
-    z, y = step.sample_latents(cfg, global_step, 0, b)
+    z, y = step.generator_inputs(cfg, global_step, 0, b)
     g_metrics = step.generator_step(models, z, y, g_fn)
     return {"d_loss": d_metrics["d_loss"], "g_loss": g_metrics["g_loss"]}
   return replica_iteration
