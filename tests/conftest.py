@@ -38,6 +38,15 @@ def _own_collective_keys():
   tf.distribute.MirroredStrategy._collective_key_base += 1000  # pylint: disable=protected-access
 
 
+@pytest.fixture(autouse=True)
+def _absl_info_logging():
+  """absl logs at INFO in every test, as in a fresh process: a test that runs
+  main (absl's app.run) leaves absl's verbosity where its flags put it, and
+  later tests reading INFO lines through caplog would see none."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+
+
 @pytest.fixture
 def two_cpu_strategy():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

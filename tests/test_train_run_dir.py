@@ -63,9 +63,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
                        g_attention_res=(), d_attention_res=())
   # Batch 0 is the eager data check; iteration k uses batch k: NaN at step 4.
   with pytest.raises(loop.NonFiniteLossError,
-                     match=r"Non-finite loss at step 4 \(d_loss=nan, g_loss=.*\): training "
-                           r"stopped without saving that state; the last good checkpoint is "
-                           r".*ckpt-2"):
+                     match=r"Non-finite loss or weights at step 4 \(d_loss=nan, g_loss=.*\): "
+                           r"training stopped without saving that state; the newest finite "
+                           r"checkpoint is .*ckpt-2"):
     loop.Trainer(cfg, tf.distribute.get_strategy(), _nan_after(4, cfg)).run()
   latest = run_dir.latest_checkpoint(cfg.model_dir)
   assert latest.endswith("ckpt-2")
