@@ -14,6 +14,10 @@ reads, in that README's format: meta.json, variables.json, init.ckpt,
 fixture.npz, grads.npz, after_step.ckpt (after --iterations iterations; the
 step/* arrays are the last iteration's). Not recorded: the
 `alt_read_after_update/` variant and the determinism reruns.
+
+`--iterations=0` records the forward quantities only (README items 2-5:
+init.ckpt, variables.json and fixture.npz, no gradients, no training
+iteration): a quick check of a full-size model.
 """
 
 from __future__ import annotations
@@ -147,54 +151,55 @@ def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
     fx.update({f"u_after_d_real/{n}": u for n, u in read_u("model/d_").items()})
     fresh()
     fx["d_fake_logits"] = sess.run(d_fake, feed)
-    fresh()
-    for k, v in zip(("d_loss", "d_loss_real", "d_loss_fake", "g_loss"),
-                    sess.run([d_loss, d_loss_real, d_loss_fake, g_loss], feed)):
-      fx[f"loss_init/{k}"] = np.float32(v)
-    for which, pairs in (("d", d_grads), ("g", g_grads)):
+    attn = {}
+    if iterations:  # 0: the forward quantities only
       fresh()
-      values = sess.run([g for g, _ in pairs], feed)
-      for (_, var), value in zip(pairs, values):
-        grads[var.op.name] = _dense(value, var)
-    fresh()
-    for _ in range(iterations):
-      g_out = sess.run([g_train_op, g_loss, d_fake], feed)
-      d_out = sess.run([d_train, d_loss, d_loss_real, d_loss_fake, g_loss, d_real, d_fake],
-                       feed)
-      sess.run(global_inc)
-    fx["step/g_run/g_loss"], fx["step/g_run/d_fake_logits"] = np.float32(g_out[1]), g_out[2]
-    for k, v in zip(("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real_logits",
-                     "d_fake_logits"), d_out[1:]):
-      fx[f"step/d_run/{k}"] = np.asarray(v, np.float32)
-    all_saver.save(sess, os.path.join(out_dir, "after_step.ckpt"), write_meta_graph=False,
-                   write_state=False)
-    # 10. Attention switched on (each gradient set in its own fresh state).
-    if all(n.rsplit("/", 1)[0] + "/sigma_ratio" in {v.op.name for v in model_vars}
-           for n in ATTN_ON_SIGMA_RATIO):
-      by_name = {v.op.name: v for v in model_vars}
-
-      def fresh_on():
+      for k, v in zip(("d_loss", "d_loss_real", "d_loss_fake", "g_loss"),
+                      sess.run([d_loss, d_loss_real, d_loss_fake, g_loss], feed)):
+        fx[f"loss_init/{k}"] = np.float32(v)
+      for which, pairs in (("d", d_grads), ("g", g_grads)):
         fresh()
-        for n, value in ATTN_ON_SIGMA_RATIO.items():
-          by_name[n].load(value, sess)
+        values = sess.run([g for g, _ in pairs], feed)
+        for (_, var), value in zip(pairs, values):
+          grads[var.op.name] = _dense(value, var)
+      fresh()
+      for _ in range(iterations):
+        g_out = sess.run([g_train_op, g_loss, d_fake], feed)
+        d_out = sess.run([d_train, d_loss, d_loss_real, d_loss_fake, g_loss, d_real, d_fake],
+                         feed)
+        sess.run(global_inc)
+      fx["step/g_run/g_loss"], fx["step/g_run/d_fake_logits"] = np.float32(g_out[1]), g_out[2]
+      for k, v in zip(("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real_logits",
+                       "d_fake_logits"), d_out[1:]):
+        fx[f"step/d_run/{k}"] = np.asarray(v, np.float32)
+      all_saver.save(sess, os.path.join(out_dir, "after_step.ckpt"), write_meta_graph=False,
+                     write_state=False)
+      # 10. Attention switched on (each gradient set in its own fresh state).
+      if all(n.rsplit("/", 1)[0] + "/sigma_ratio" in {v.op.name for v in model_vars}
+             for n in ATTN_ON_SIGMA_RATIO):
+        by_name = {v.op.name: v for v in model_vars}
 
-      fresh_on()
-      fx["attn_on/g_train_out"] = sess.run(g_train, feed)
-      fresh_on()
-      out = sess.run([d_real, d_fake, d_loss, g_loss], feed)
-      fx["attn_on/d_real_logits"], fx["attn_on/d_fake_logits"] = out[0], out[1]
-      fx["attn_on/loss/d_loss"], fx["attn_on/loss/g_loss"] = np.float32(out[2]), np.float32(out[3])
-      for glist, vs in ((attn_d_grads, [v for v in nl_vars if v.op.name.startswith("model/d_")]),
-                        (attn_g_grads, [v for v in nl_vars if v.op.name.startswith("model/g_")])):
+        def fresh_on():
+          fresh()
+          for n, value in ATTN_ON_SIGMA_RATIO.items():
+            by_name[n].load(value, sess)
+
         fresh_on()
-        for var, value in zip(vs, sess.run(glist, feed)):
-          fx[f"attn_on/grads/{var.op.name}"] = _dense(value, var)
-      attn = dict(ATTN_ON_SIGMA_RATIO)
-    else:
-      attn = {}
+        fx["attn_on/g_train_out"] = sess.run(g_train, feed)
+        fresh_on()
+        out = sess.run([d_real, d_fake, d_loss, g_loss], feed)
+        fx["attn_on/d_real_logits"], fx["attn_on/d_fake_logits"] = out[0], out[1]
+        fx["attn_on/loss/d_loss"], fx["attn_on/loss/g_loss"] = np.float32(out[2]), np.float32(out[3])
+        for glist, vs in ((attn_d_grads, [v for v in nl_vars if v.op.name.startswith("model/d_")]),
+                          (attn_g_grads, [v for v in nl_vars if v.op.name.startswith("model/g_")])):
+          fresh_on()
+          for var, value in zip(vs, sess.run(glist, feed)):
+            fx[f"attn_on/grads/{var.op.name}"] = _dense(value, var)
+        attn = dict(ATTN_ON_SIGMA_RATIO)
 
   np.savez(os.path.join(out_dir, "fixture.npz"), **fx)
-  np.savez(os.path.join(out_dir, "grads.npz"), **grads)
+  if iterations:
+    np.savez(os.path.join(out_dir, "grads.npz"), **grads)
   init_names = {v.op.name for v in model_vars} | {"global_step", "d_step", "g_step"}
   variables = [{"name": v.op.name, "shape": v.shape.as_list(), "dtype": v.dtype.base_dtype.name,
                 "trainable": v in set(d_vars) | set(g_vars), "in_init_ckpt": v.op.name in init_names}
@@ -258,14 +263,15 @@ def main(argv=None) -> int:
   p.add_argument("--num_classes", type=int, default=None, help="default: the preset's")
   p.add_argument("--gf_dim", type=int, default=None, help="default: the preset's")
   p.add_argument("--df_dim", type=int, default=None, help="default: the preset's")
-  p.add_argument("--iterations", type=int, default=1)
+  p.add_argument("--iterations", type=int, default=1,
+                 help="training iterations to record; 0: the forward quantities only")
   args = p.parse_args(argv)
   try:
     problem = check_original_repo(args.original_repo)
     if problem:
       raise UserError(problem)
-    if args.iterations < 1:
-      raise UserError(f"--iterations={args.iterations} must be >= 1")
+    if args.iterations < 0:
+      raise UserError(f"--iterations={args.iterations} must be >= 0 (0: forward only)")
     cfg = _config(args.preset, args.batch_size, args.num_classes, args.gf_dim, args.df_dim)
     record(args.original_repo, args.out, cfg, args.iterations)
   except UserError as e:

@@ -198,10 +198,13 @@ class PortRun:
 
   def items(self) -> List[Tuple[str, Callable, bool]]:
     """[(name, fn(put), has noisy quantities)] in the fixture's order (README items 2-10)."""
-    return [("forward", self._forward, False), ("gradients", self._gradients, True),
-            ("iterations", self._iterations, True),
-            ("read_after_update", self._read_after_update, True),
-            ("attention_on", self._attention_on, True)]
+    forward = [("forward", self._forward, False)]
+    if self.iterations == 0:  # a forward-only fixture (make_fixture --iterations=0)
+      return forward
+    return forward + [("gradients", self._gradients, True),
+                      ("iterations", self._iterations, True),
+                      ("read_after_update", self._read_after_update, True),
+                      ("attention_on", self._attention_on, True)]
 
   def _forward(self, put):
     # 2. G_train forward; G u after it.  3. G_eval forward.
@@ -361,6 +364,8 @@ def fixture_arrays(fixture_dir: str) -> Tuple[Dict[str, np.ndarray], Dict[str, n
   from sagan_tf.compat import tf1
   ref = {k: v for k, v in np.load(os.path.join(fixture_dir, "fixture.npz")).items()
          if k not in ("z", "y_fake", "x_real", "y_real")}
+  if not os.path.exists(os.path.join(fixture_dir, "grads.npz")):
+    return ref, {}  # a forward-only fixture (make_fixture --iterations=0)
   ref.update({f"grad/{k}": v for k, v in np.load(os.path.join(fixture_dir, "grads.npz")).items()})
   after = tf1.read_tf1_checkpoint(os.path.join(fixture_dir, "after_step.ckpt"))
   init = tf1.read_tf1_checkpoint(os.path.join(fixture_dir, "init.ckpt"))
@@ -482,7 +487,8 @@ def main(argv=None) -> int:
   parser.add_argument("--batch_size", type=int, default=2, help="live mode: batch size")
   parser.add_argument("--num_classes", type=int, default=None,
                       help="live mode: classes (default: the preset's)")
-  parser.add_argument("--iterations", type=int, default=1, help="live mode: training iterations")
+  parser.add_argument("--iterations", type=int, default=1, help="live mode: training "
+                      "iterations (0: the forward quantities only, a quick full-size check)")
   parser.add_argument("--gf_dim", type=int, default=None, help="live mode: G width (default: "
                       "the preset's)")
   parser.add_argument("--df_dim", type=int, default=None, help="live mode: D width (default: "
