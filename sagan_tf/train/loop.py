@@ -241,6 +241,7 @@ class Trainer:
     self.model_dir = cfg.model_dir
     self.dataset_fn = dataset_fn
     self.scratch_dir: Optional[str] = None  # non-chief: local temporary checkpoints
+    self._weight_fns = None  # summaries' sigma and gradient-norm functions
 
   # ---------------------------------------------------------------- set-up
   def _check_stored_config(self) -> Optional[config_lib.Config]:
@@ -579,8 +580,12 @@ class Trainer:
 
   def _write_weight_summaries(self, step: int):
     """Spectral-norm sigmas and gradient norms (every worker reads, the chief writes)."""
-    values = summaries.spectral_sigmas(self.models)
-    values.update(summaries.gradient_norms(self.models, self.cfg.beta1))
+    if self._weight_fns is None:  # traced once per launch
+      self._weight_fns = (summaries.sigma_function(self.models),
+                          summaries.gradient_norm_function(self.models, self.cfg.beta1))
+    values = {}
+    for fn in self._weight_fns:
+      values.update(fn())
     if not self.chief:
       return
     with self.writer.as_default(step=step):
@@ -625,7 +630,6 @@ class Trainer:
     def attention_replica():
       images, attention = generator(z, labels, training=False, update_u=False,
                                     return_attention=True)
-      attention = {k: tf.cast(v, tf.float32) for k, v in attention.items()}
       return (tf.cast(images, tf.float32),
               summaries.gather_queries(attention, queries, cfg.image_size))
 

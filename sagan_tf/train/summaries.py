@@ -7,10 +7,10 @@ never inside the compiled train step:
   at the launch's start step; a resume with --allow_config_change lists
   its changes);
 * `real_images_grid`: the first real batch of the launch (tag "real_images");
-* `spectral_sigmas`: per spectral-normalised layer the sigma that layer's next
+* `sigma_function`: per spectral-normalised layer the sigma that layer's next
   forward pass divides its weight by (one power iteration from the stored
   `u`, as the layer itself computes it), tags "sn_sigma/<model>/<layer>";
-* `gradient_norms`: the global L2 norm of each model's last gradient, read
+* `gradient_norm_function`: the global L2 norm of each model's last gradient, read
   from Adam's first moment: with --beta1=0 (the original's) `m` IS the last
   gradient (m <- m + (g - m) * (1 - beta1)), so the norm costs one pass over
   the slots and nothing in the step. With beta1 > 0 the slot is an EMA of
@@ -23,7 +23,7 @@ never inside the compiled train step:
 from __future__ import annotations
 
 import json
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -64,36 +64,56 @@ def _named_models(models) -> Tuple[Tuple[str, object], ...]:
   return (("generator", models.generator), ("discriminator", models.discriminator))
 
 
-def spectral_sigmas(models) -> Dict[str, float]:
-  """{"sn_sigma/<model>/<tf1 scope>": sigma} of every SN layer of G and D (SNLayer.sigma)."""
+def sigma_function(models) -> Callable[[], Dict[str, float]]:
+  """fn() -> {"sn_sigma/<model>/<tf1 scope>": sigma} of every SN layer of G
+  and D (SNLayer.sigma), one traced tf.function for all layers."""
   layers = {f"sn_sigma/{name}/{layer.tf1_scope}": layer
             for name, model in _named_models(models) for layer in model.sn_layers()}
-  values = tf.function(lambda: {tag: layer.sigma() for tag, layer in layers.items()})()
-  return {tag: float(v.numpy()) for tag, v in values.items()}
+  sigmas = tf.function(lambda: {tag: layer.sigma() for tag, layer in layers.items()})
+  return lambda: {tag: float(v.numpy()) for tag, v in sigmas().items()}
 
 
-def gradient_norms(models, beta1: float) -> Dict[str, float]:
-  """{tag: norm} of G's and D's last gradients from their Adam first moments.
+def spectral_sigmas(models) -> Dict[str, float]:
+  """sigma_function(models)() (one call)."""
+  return sigma_function(models)()
+
+
+def gradient_norm_function(models, beta1: float) -> Callable[[], Dict[str, float]]:
+  """fn() -> {tag: norm} of G's and D's last gradients from their Adam first moments.
 
   beta1 == 0: "grad_norm/<model>" = ||last gradient||_2 over all the model's
   trainable variables. beta1 > 0: "grad_norm_ema/<model>" = the norm of the
   bias-corrected gradient EMA m / (1 - beta1^t). Models whose optimiser has
   not stepped yet are left out.
   """
-  out = {}
-  for (name, _), optimizer in zip(_named_models(models),
-                                  (models.g_optimizer, models.d_optimizer)):
-    t = int(np.asarray(optimizer.iterations))
-    if t == 0:
-      continue
-    slots = list(optimizer._momentums)  # pylint: disable=protected-access
-    norm = float(tf.function(lambda s=slots: tf.linalg.global_norm(
-        [tf.convert_to_tensor(v) for v in s]))().numpy())
-    if beta1 == 0:
-      out[f"grad_norm/{name}"] = norm
-    else:
-      out[f"grad_norm_ema/{name}"] = norm / (1.0 - beta1 ** t)
-  return out
+  optimizers = {name: optimizer for (name, _), optimizer in zip(
+      _named_models(models), (models.g_optimizer, models.d_optimizer))}
+
+  @tf.function
+  def norms():
+    return {name: tf.linalg.global_norm([tf.convert_to_tensor(m) for m in
+                                         opt._momentums])  # pylint: disable=protected-access
+            for name, opt in optimizers.items()}
+
+  def gradient_norms_now():
+    steps = {name: int(np.asarray(opt.iterations)) for name, opt in optimizers.items()}
+    out = {}
+    for name, norm in norms().items():
+      t = steps[name]
+      if t == 0:
+        continue
+      if beta1 == 0:
+        out[f"grad_norm/{name}"] = float(norm)
+      else:
+        out[f"grad_norm_ema/{name}"] = float(norm) / (1.0 - beta1 ** t)
+    return out
+
+  return gradient_norms_now
+
+
+def gradient_norms(models, beta1: float) -> Dict[str, float]:
+  """gradient_norm_function(models, beta1)() (one call)."""
+  return gradient_norm_function(models, beta1)()
 
 
 def attention_queries(image_size: int):
@@ -109,7 +129,8 @@ def gather_queries(attention: Mapping[str, tf.Tensor], queries, image_size: int)
   for name, probs in attention.items():
     grid = int(round(np.sqrt(probs.shape[1])))
     idx = [attention_image.query_index(y, x, image_size, grid) for y, x in queries]
-    out[name] = (tf.constant(grid, tf.int32), tf.gather(probs, idx, axis=1))
+    out[name] = (tf.constant(grid, tf.int32), tf.cast(tf.gather(probs, idx, axis=1),
+                                                      tf.float32))
   return out
 
 
