@@ -272,7 +272,7 @@ class Trainer:
     --lr_g/--lr_d on resume would not apply)."""
     for name, optimizer in (("lr_g", models.g_optimizer), ("lr_d", models.d_optimizer)):
       old, new = _value(optimizer.learning_rate), getattr(self.cfg, name)
-      if old != new:
+      if np.float32(old) != np.float32(new):  # the optimiser keeps float32
         logging.info("%s: %g in the checkpoint, %g from now on.", name, old, new)
       optimizer.learning_rate = new
 
