@@ -7,16 +7,13 @@ Modes: train (default), eval, export, sample, attention, bench.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging as python_logging
-import os
-import re
 import sys
-import tempfile
 
 from absl import app, flags, logging
 
 from sagan_tf import config as config_lib
+from sagan_tf import quiet_start
 from sagan_tf.errors import UserError
 
 # mode -> "module:function"; each is called as fn(config, typed=names typed)
@@ -33,41 +30,6 @@ MODES = {
 }
 
 config_lib.define_flags()
-
-
-# TensorFlow's start-up lines: written by its C++ side while it loads and
-# probes the devices (some before its log level applies), e.g. on a machine
-# without a GPU "E0000 ... cuda_platform.cc:52] failed call to cuInit",
-# which reads like a failure. --verbose shows them.
-_STARTUP_LINE = re.compile(
-    r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written "
-    r"to STDERR|[IWE]\d{4} [\d:. ]+\d+ (cudart_stub|cuda_platform|cuda_executor|cuda_dnn|"
-    r"cuda_fft|cuda_blas|cuda_diagnostics|dso_loader|cpu_feature_guard|port)\.cc:\d+\]|"
-    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate)")
-
-
-def _import_quietly(module_name: str):
-  """Imports the mode's module and lets TensorFlow probe its devices with the
-  process's stderr (fd 2) going to a temporary file; then writes every line
-  of it except TensorFlow's start-up lines (_STARTUP_LINE) to stderr."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as capture:
-    os.dup2(capture.fileno(), 2)
-    try:
-      module = importlib.import_module(module_name)
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      tf.config.list_physical_devices()  # the CUDA probe (does not fix the devices)
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      capture.seek(0)
-      kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
-              if not _STARTUP_LINE.match(line)]
-      sys.stderr.write("".join(kept))
-      sys.stderr.flush()
-  return module
 
 
 def _run(argv):
@@ -88,11 +50,9 @@ def _run(argv):
     return 2
   module_name, fn_name = MODES[mode].split(":")
   if invocation.config.verbose:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    quiet_start.set_verbose()
     python_logging.getLogger("tensorflow").setLevel(python_logging.INFO)
-    module = importlib.import_module(module_name)
-  else:
-    module = _import_quietly(module_name)
+  module = quiet_start.import_quietly(module_name)
   fn = getattr(module, fn_name)
   try:
     result = fn(invocation.config, typed=invocation.typed)

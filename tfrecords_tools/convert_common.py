@@ -39,6 +39,7 @@ from absl import logging
 import numpy as np
 
 from sagan_tf import atomic_write
+from sagan_tf import quiet_start
 from sagan_tf.errors import UserError
 from tfrecords_tools import preprocess
 
@@ -238,6 +239,7 @@ def _worker_init(parent_pid: Optional[int] = None) -> None:
   if parent_pid is not None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
                      name="exit-when-orphaned").start()
+  quiet_start.import_quietly()  # verbose when the parent is (the environment says)
 
 
 # ----------------------------------------------------------------- progress

@@ -22,6 +22,7 @@ import sys
 
 from absl import app, flags, logging
 
+from sagan_tf import quiet_start
 from sagan_tf.errors import UserError
 from tfrecords_tools import convert_common
 
@@ -45,10 +46,15 @@ def define_conversion_flags(default_shards: int = 0) -> None:
   flags.DEFINE_string("prefix", "train", "Shard name prefix: PREFIX-00000-of-NNNNN.tfrecords.")
   flags.DEFINE_bool("overwrite", False, "Delete PREFIX-* shards in --output_dir that "
                     "were made with other flags or inputs, instead of refusing.")
+  flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up log lines.")
 
 
-def run_cli(fn) -> int:
-  """Runs fn(), printing a UserError as one line (exit 2)."""
+def run_cli(fn, verbose: bool = False) -> int:
+  """Runs fn() after a quiet TensorFlow import (quiet_start; --verbose: not
+  quiet), printing a UserError as one line (exit 2)."""
+  if verbose:
+    quiet_start.set_verbose()
+  quiet_start.import_quietly()
   try:
     return fn()
   except UserError as e:
@@ -81,7 +87,7 @@ def main(argv):
     print(report.summary())
     return 0
 
-  return run_cli(go)
+  return run_cli(go, FLAGS.verbose)
 
 
 if __name__ == "__main__":

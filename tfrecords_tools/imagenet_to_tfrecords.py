@@ -70,7 +70,7 @@ def main(argv):
     print(report.summary())
     return 0
 
-  return folder_to_tfrecords.run_cli(go)
+  return folder_to_tfrecords.run_cli(go, FLAGS.verbose)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 from absl import app, flags
 import numpy as np
 
+from sagan_tf import quiet_start
 from sagan_tf.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -161,6 +162,9 @@ def run(input_spec: str, *, num_classes: Optional[int] = None,
 
 def main(argv):
   del argv
+  if FLAGS.verbose:
+    quiet_start.set_verbose()
+  quiet_start.import_quietly()
   return run(FLAGS.input, num_classes=FLAGS.num_classes, image_size=FLAGS.image_size,
              output_png=FLAGS.output_png, num_images=FLAGS.num_images)
 
@@ -171,5 +175,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("image_size", None, "Expected image size (optional).")
   flags.DEFINE_string("output_png", "", "Write a grid of the first images here.")
   flags.DEFINE_integer("num_images", 64, "Images in the PNG grid.")
+  flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up log lines.")
   flags.mark_flag_as_required("input")
   app.run(main)

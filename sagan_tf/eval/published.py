@@ -31,6 +31,8 @@ PUBLISHED: Tuple[PublishedResult, ...] = (
 )
 
 PAPER_NUM_SAMPLES = 50_000
+PAPER_IMAGE_SIZE = 128
+PAPER_NUM_CLASSES = 1000
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -39,8 +41,34 @@ def _fmt(value, digits: int = 2) -> str:
   return f"{float(value):.{digits}f}"
 
 
-def format_comparison(result: Mapping) -> str:
+def _data_mismatch(dataset: str, image_size: Optional[int],
+                   num_classes: Optional[int]) -> str:
+  """How the run's data differs from the paper's ("" when it may be ImageNet 128x128).
+
+  A tfrecords or tfds dataset may be ImageNet; its size and class count decide.
+  """
+  differs = ((image_size is not None and image_size != PAPER_IMAGE_SIZE) or
+             (num_classes is not None and num_classes != PAPER_NUM_CLASSES) or
+             (dataset and dataset.split(":")[0] not in ("tfrecords", "tfds")) or
+             (dataset.startswith("tfds:") and "imagenet" not in dataset.lower()))
+  if not differs:
+    return ""
+  parts = [f"--dataset={dataset or '?'}"]
+  if image_size is not None:
+    parts.append(f"at {image_size}x{image_size}")
+  if num_classes is not None:
+    parts.append(f"with {num_classes} classes")
+  return " ".join(parts)
+
+
+def format_comparison(result: Mapping, image_size: Optional[int] = None,
+                      num_classes: Optional[int] = None) -> str:
   """A text table of the run's IS / FID / intra-FID beside the paper's.
+
+  With a caveat line ("note: ...") for each reason the numbers differ in
+  kind: the sample count, a classifier that is not Inception, and data that
+  is not ImageNet 128x128 (the run's `image_size` / `num_classes`, when
+  given, and its dataset).
 
   `result` is an eval result dict (keys `inception_score`, `fid`, optional
   `intra_fid`, `num_samples`, `step`, `dataset`, `classifier`; a shapes run's
@@ -71,11 +99,11 @@ def format_comparison(result: Mapping) -> str:
   if classifier is not None and not str(classifier).startswith("inception"):
     notes.append(f"The run was scored with the {classifier!r} classifier, not "
                  "Inception: its IS/FID columns are classifier score / FCD.")
-  dataset = str(result.get("dataset", ""))
-  if dataset and ("imagenet" not in dataset.lower()
-                  and not dataset.startswith("tfrecords")):
-    notes.append(f"The run's dataset is {dataset!r}; the paper's numbers are "
-                 "ImageNet 128x128.")
+  mismatch = _data_mismatch(str(result.get("dataset", "")), image_size, num_classes)
+  if mismatch:
+    notes.append(f"The run is {mismatch}; the paper's numbers are ImageNet (1000 classes) "
+                 f"at {PAPER_IMAGE_SIZE}x{PAPER_IMAGE_SIZE}: the columns are not comparable, "
+                 "only shown side by side.")
   if intra is not None:
     notes.append("intra-FID depends strongly on the images per class "
                  f"({result.get('intra_fid_images_per_class', '?')} here).")

@@ -311,7 +311,8 @@ def evaluate(cli_cfg, typed=None) -> int:
     if evaluator.chief:
       print(f"eval step {step}: {_summary(result)}", flush=True)
       if cfg.compare_published:
-        print(published.format_comparison(result), flush=True)
+        print(published.format_comparison(result, cfg.image_size, cfg.num_classes),
+              flush=True)
     if cfg.watch and step >= cfg.train_steps:
       logging.info("Reached the run's last step %d; done watching.", cfg.train_steps)
       break

@@ -29,8 +29,9 @@ PACKAGES = ("sagan_tf", "tfrecords_tools")
 
 # Lowest first. A unit imports only its own modules and units of lower layers.
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("sagan_tf", "sagan_tf.errors", "sagan_tf.atomic_write", "sagan_tf.platform_info"),
-    ("sagan_tf.config", "sagan_tf.image_grid"),                 # no TensorFlow
+    ("sagan_tf", "sagan_tf.errors", "sagan_tf.atomic_write", "sagan_tf.platform_info",
+     "sagan_tf.quiet_start"),
+    ("sagan_tf.config", "sagan_tf.image_grid", "sagan_tf.attention_image"),  # no TensorFlow
     ("sagan_tf.losses", "sagan_tf.layers", "sagan_tf.data",
      "sagan_tf.compat"),
     ("sagan_tf.models",),

@@ -5,7 +5,7 @@ Writes to --output_dir (default DIR/samples_tool/):
   classes.png               one row per class (--labels, or up to 10 classes
                             spread over the range), --num_images columns; column
                             j uses the same z in every row
-  class_<c>.png             the row of class c on its own
+  class_<cccc>.png          the row of class c on its own (class_0003.png)
   latent_interpolation.png  per class, a row going linearly from z0 to z1
   class_interpolation.png   per consecutive pair of classes (a, b), a row with
                             one fixed z whose class parameters go from a to b

@@ -8,9 +8,12 @@ a run needs around it:
 * checkpoints every --checkpoint_every_steps and --checkpoint_every_secs,
   keeping --keep_checkpoints (run_dir.py has the layout); re-running the
   same command resumes from the latest one;
-* TensorBoard scalars every --summary_every_steps, a fixed-z sample grid
-  every --sample_every_steps (TensorBoard and model_dir/samples/), and a
-  progress line at least every --log_every_secs;
+* TensorBoard scalars every --summary_every_steps, spectral-norm sigmas and
+  gradient norms every summaries.EXTRA_EVERY-th of those, a fixed-z sample
+  grid and the generator's attention maps every --sample_every_steps
+  (TensorBoard and model_dir/samples/), per launch its config (text) and
+  first real batch (summaries.py), and a progress line at least every
+  --log_every_secs;
 * SIGTERM / SIGINT: a checkpoint, then exit 128 + signal number. One host
   process (default, mirrored, TPU strategies): a flag set by the signal
   handler and read between calls. MultiWorkerMirroredStrategy: TF's
@@ -56,6 +59,7 @@ from sagan_tf.eval import run as eval_run
 from sagan_tf.image_grid import image_grid, save_image_grid
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
+from sagan_tf.train import summaries
 from sagan_tf.strategy import make_strategy, worker_info
 
 SAMPLE_COLUMNS = 8
@@ -237,6 +241,7 @@ class Trainer:
     self.model_dir = cfg.model_dir
     self.dataset_fn = dataset_fn
     self.scratch_dir: Optional[str] = None  # non-chief: local temporary checkpoints
+    self._weight_fns = None  # summaries' sigma and gradient-norm functions
 
   # ---------------------------------------------------------------- set-up
   def _check_stored_config(self) -> Optional[config_lib.Config]:
@@ -267,7 +272,7 @@ class Trainer:
     --lr_g/--lr_d on resume would not apply)."""
     for name, optimizer in (("lr_g", models.g_optimizer), ("lr_d", models.d_optimizer)):
       old, new = _value(optimizer.learning_rate), getattr(self.cfg, name)
-      if old != new:
+      if np.float32(old) != np.float32(new):  # the optimiser keeps float32
         logging.info("%s: %g in the checkpoint, %g from now on.", name, old, new)
       optimizer.learning_rate = new
 
@@ -298,7 +303,9 @@ class Trainer:
       fn = lambda ctx: make_dataset(cfg, ctx, seed=seed)  # noqa: E731
     dataset = self.strategy.distribute_datasets_from_function(fn)
     iterator = iter(dataset)
-    self._pull(iterator)  # missing / unreadable data stops here, before training
+    # Missing / unreadable data stops here, before training; the batch is
+    # kept for the "real_images" summary.
+    self.first_batch = self._pull(iterator)
     return iterator
 
   def _pull(self, iterator):
@@ -387,10 +394,10 @@ class Trainer:
   def _run_from(self, start: int, resumed: bool, stored: Optional[config_lib.Config],
                 iterator, checkpoint) -> int:
     cfg = self.cfg
+    changes = ()
     if self.chief:
       # config.json is the first launch's, never rewritten; every launch
       # (the first included) appends its settings to the launch log.
-      changes = ()
       if stored is None:
         run_dir.write_run_config(cfg, self.model_dir)
       else:
@@ -405,6 +412,8 @@ class Trainer:
     self.writer = (tf.summary.create_file_writer(self.model_dir) if self.chief
                    else tf.summary.create_noop_writer())
     self.sample_fn = self._make_sample_fn()
+    self.attention_fn = self._make_attention_fn()
+    self._write_launch_summaries(start, changes)
     self.last_saved = start if resumed else -1
     evaluator = None
     try:
@@ -454,6 +463,9 @@ class Trainer:
         now = time.time()
         if _every(before, step, cfg.summary_every_steps) or step == cfg.train_steps:
           self._write_scalars(step, metrics, (step - step_log) / max(now - t_log, 1e-9))
+        if (_every(before, step, cfg.summary_every_steps * summaries.EXTRA_EVERY) or
+            step == cfg.train_steps):
+          self._write_weight_summaries(step)
         if _every(before, step, cfg.sample_every_steps) or step == cfg.train_steps:
           self._write_samples(step)
         time_to_save = (cfg.checkpoint_every_secs > 0 and
@@ -485,7 +497,8 @@ class Trainer:
           return 128 + signals.signum
     if self.last_saved != step:
       self._save(step)
-    logging.info("Training finished: %d steps in %s.", step,
+    # This launch's steps (a resumed run started at `start`).
+    logging.info("Training finished at step %d: %d steps in %s.", step, step - start,
                  _format_duration(time.time() - t_start))
     return 0
 
@@ -555,12 +568,40 @@ class Trainer:
                         iters_per_sec * self.cfg.batch_size * self.cfg.d_steps)
       tf.summary.scalar("iterations_per_sec", iters_per_sec)
 
+  def _write_launch_summaries(self, start: int, changes):
+    """Once per launch, at its start step: the config as text and the first real batch."""
+    if not self.chief:
+      return
+    images = self.strategy.experimental_local_results(self.first_batch[0])
+    images = np.concatenate([np.asarray(tf.cast(x, tf.float32)) for x in images])
+    with self.writer.as_default(step=start):
+      tf.summary.text("config", summaries.config_markdown(self.cfg, start, changes))
+      tf.summary.image("real_images", summaries.real_images_grid(images))
+
+  def _write_weight_summaries(self, step: int):
+    """Spectral-norm sigmas and gradient norms (every worker reads, the chief writes)."""
+    if self._weight_fns is None:  # traced once per launch
+      self._weight_fns = (summaries.sigma_function(self.models),
+                          summaries.gradient_norm_function(self.models, self.cfg.beta1))
+    values = {}
+    for fn in self._weight_fns:
+      values.update(fn())
+    if not self.chief:
+      return
+    with self.writer.as_default(step=step):
+      for tag, value in values.items():
+        tf.summary.scalar(tag, value)
+
+  def _sample_generator(self):
+    """The generator the samples show: the EMA one when present."""
+    if self.models.ema_generator is not None:
+      return self.models.ema_generator
+    return self.models.generator
+
   def _make_sample_fn(self):
     """tf.function -> images of the fixed grid, from replica 0 (EMA G when present)."""
     strategy = self.strategy
-    generator = self.models.ema_generator
-    if generator is None:
-      generator = self.models.generator
+    generator = self._sample_generator()
     z, labels = sample_inputs(self.cfg)
 
     def sample_replica():  # z and labels closed over: strategy.run gets no argument
@@ -573,10 +614,45 @@ class Trainer:
 
     return sample_fn
 
+  def _make_attention_fn(self):
+    """tf.function -> (images [A, S, S, 3], {layer: (grid, query probs)}) of
+    the sample generator for the first column of the sample grid's first
+    summaries.ATTENTION_IMAGES rows (replica 0); None without attention."""
+    cfg, strategy = self.cfg, self.strategy
+    generator = self._sample_generator()
+    if not generator.attention_layers():
+      return None
+    z, labels = sample_inputs(cfg)
+    z = z[::SAMPLE_COLUMNS][:summaries.ATTENTION_IMAGES]
+    labels = labels[::SAMPLE_COLUMNS][:summaries.ATTENTION_IMAGES]
+    queries = summaries.attention_queries(cfg.image_size)
+
+    def attention_replica():
+      images, attention = generator(z, labels, training=False, update_u=False,
+                                    return_attention=True)
+      return (tf.cast(images, tf.float32),
+              summaries.gather_queries(attention, queries, cfg.image_size))
+
+    @tf.function
+    def attention_fn():
+      out = strategy.run(attention_replica)
+      return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], out)
+
+    attention_fn.queries = queries
+    return attention_fn
+
   def _write_samples(self, step: int):
     images = self.sample_fn().numpy()  # every worker (same steps), chief writes
+    attention = None if self.attention_fn is None else self.attention_fn()
     if not self.chief:
       return
+    if attention is not None:
+      grids = summaries.attention_grids(
+          attention[0].numpy(), {k: (int(g), p.numpy()) for k, (g, p) in attention[1].items()},
+          self.attention_fn.queries)
+      with self.writer.as_default(step=step):
+        for tag, grid in grids.items():
+          tf.summary.image(tag, grid)
     path = save_image_grid(images, run_dir.sample_path(self.model_dir, step),
                            ncols=SAMPLE_COLUMNS, scale=2)
     with self.writer.as_default(step=step):
