@@ -45,8 +45,8 @@ from absl import logging
 import tensorflow as tf
 
 from sagan_tf import run_dir
-from sagan_tf.errors import storage_errors
 from sagan_tf.data.records import to_uint8
+from sagan_tf.errors import storage_errors
 from sagan_tf.layers import attention as attention_lib
 from sagan_tf.layers import conditional_bn as bn_lib
 from sagan_tf.layers import spectral_norm as sn_lib

@@ -105,7 +105,8 @@ def _run(argv):
     code = storage_errno(e)
     if code is None:
       raise
-    print(f"error: a write failed: {describe_errno(code)} ({str(e).strip().splitlines()[0]}); "
+    detail = str(e).strip().splitlines()[0]
+    print(f"error: a write failed: {describe_errno(code)} ({detail}); "
           f"{storage_advice(code)}, then re-run the same command.", file=sys.stderr)
     return 2
   return result if isinstance(result, int) else 0
