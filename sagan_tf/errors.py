@@ -82,22 +82,22 @@ def storage_error(error: BaseException, path: str, kept: str,
 
 
 @contextlib.contextmanager
-def storage_errors(path: str, kept: str, then: str = "re-run the same command",
+def storage_errors(path: str, kept, then: str = "re-run the same command",
                    cleanup=None) -> Iterator[None]:
   """Turns a full / unwritable disk inside the block into storage_error(...).
 
+  kept: the text, or a function returning it when the error happens.
   cleanup: called (its own errors ignored) before the UserError is raised,
   e.g. to remove a partial temporary file.
   """
   try:
     yield
   except Exception as e:  # pylint: disable=broad-except  (re-raised unless a disk error)
-    translated = storage_error(e, path, kept, then)
-    if translated is None:
+    if storage_errno(e) is None:
       raise
     if cleanup is not None:
       try:
         cleanup()
       except Exception:  # pylint: disable=broad-except
         pass
-    raise translated from None
+    raise storage_error(e, path, kept() if callable(kept) else kept, then) from None

@@ -226,9 +226,19 @@ def _write_shard_file(job: ShardJob, tmp: str, image_size: int, strict: bool,
 
 def _disk_errors(output_dir: str):
   """A full or unwritable output folder -> UserError naming it (errors.storage_errors)."""
+  def kept() -> str:
+    import tensorflow as tf
+    try:
+      done = tf.io.gfile.glob(f"{output_dir}/*.tfrecords")
+    except tf.errors.OpError:
+      done = []
+    if not done:
+      return "no shard was written and no partial .tmp file is left"
+    return ("the shards completed so far are kept, no partial .tmp file is left, and the "
+            "manifest still says the conversion is incomplete")
+
   return storage_errors(
-      output_dir, "the shards completed so far are kept, no partial .tmp file is left, "
-      "and the manifest still says the conversion is incomplete",
+      output_dir, kept,
       "re-run the same command: it keeps the complete shards and writes the rest")
 
 
