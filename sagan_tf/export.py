@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from sagan_tf import run_dir
 from sagan_tf.data.records import to_uint8
+from sagan_tf.errors import storage_errors
 from sagan_tf.layers import attention as attention_lib
 from sagan_tf.layers import conditional_bn as bn_lib
 from sagan_tf.layers import spectral_norm as sn_lib
@@ -368,7 +369,23 @@ def export_generator(generator, cfg, export_root: str, version: int,
   module = ServingGenerator(generator)
   final = os.path.join(export_root, str(version))
   tmp = os.path.join(export_root, f"{STAGING_PREFIX}{version}-{int(time.time() * 1000)}")
-  tf.io.gfile.makedirs(export_root)
+  kept = ("the versions already in it are untouched and no partial version is left"
+          if tf.io.gfile.isdir(export_root) else "nothing was published")
+
+  def remove_staging():
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.rmtree(tmp)
+
+  with storage_errors(export_root, kept, "re-run the same command (or pass another "
+                      "--export_dir)", cleanup=remove_staging):
+    _write_version(module, generator, cfg, tmp, final, version, info, verify, atomic_rename)
+  return final
+
+
+def _write_version(module, generator, cfg, tmp: str, final: str, version: int,
+                   info: Optional[dict], verify: bool, atomic_rename: Optional[bool]) -> None:
+  """export_generator's writes: the SavedModel in `tmp`, checked, published as `final`."""
+  tf.io.gfile.makedirs(os.path.dirname(tmp))
   signatures = {
       "serving_default": module.serve.get_concrete_function(),
       "sample": module.sample.get_concrete_function(),
@@ -401,7 +418,6 @@ def export_generator(generator, cfg, export_root: str, version: int,
       raise
     logging.info("Exported model matches the generator (max abs difference %.3g).", diff)
   publish_version(tmp, final, atomic_rename)
-  return final
 
 
 def export(cfg, typed=None) -> int:

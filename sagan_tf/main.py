@@ -14,7 +14,7 @@ from absl import app, flags, logging
 
 from sagan_tf import config as config_lib
 from sagan_tf import quiet_start
-from sagan_tf.errors import UserError
+from sagan_tf.errors import UserError, describe_errno, storage_advice, storage_errno
 
 # mode -> "module:function"; each is called as fn(config, typed=names typed)
 # and merges them with config_lib.merge. Imported lazily (the one deliberate
@@ -58,6 +58,16 @@ def _run(argv):
     result = fn(invocation.config, typed=invocation.typed)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
+    return 2
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless a disk error)
+    # A full or unwritable disk the mode did not name itself (e.g. eval's
+    # statistics cache): the OS error and what to do, no traceback.
+    code = storage_errno(e)
+    if code is None:
+      raise
+    detail = str(e).strip().splitlines()[0]
+    print(f"error: a write failed: {describe_errno(code)} ({detail}); "
+          f"{storage_advice(code)}, then re-run the same command.", file=sys.stderr)
     return 2
   return result if isinstance(result, int) else 0
 

@@ -42,9 +42,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
+import glob
 import json
 import os
 import re
+import shutil
+import tempfile
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
@@ -54,7 +58,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from sagan_tf import atomic_write
 from sagan_tf import config as config_lib
-from sagan_tf.errors import UserError
+from sagan_tf.errors import UserError, storage_errors
 from sagan_tf.models.generator import build_generator
 
 CONFIG_FILE = "config.json"
@@ -123,10 +127,14 @@ def export_root(cfg) -> str:
 def write_run_config(cfg, model_dir: str) -> str:
   """Writes model_dir/config.json (config.to_dict); returns its path."""
   check_model_dir(model_dir)
-  if not tf.io.gfile.exists(model_dir):
-    tf.io.gfile.makedirs(model_dir)
-  # Atomic (temporary name + rename): a kill during the write leaves the old file.
-  return atomic_write.write_json(config_path(model_dir), config_lib.to_dict(cfg))
+  path = config_path(model_dir)
+  kept = ("the config.json there is unchanged" if tf.io.gfile.exists(path)
+          else "no file of the run was written yet")
+  with storage_errors(path, kept, "re-run the same command (or pass another --model_dir)"):
+    if not tf.io.gfile.exists(model_dir):
+      tf.io.gfile.makedirs(model_dir)
+    # Atomic (temporary name + rename): a kill during the write leaves the old file.
+    return atomic_write.write_json(path, config_lib.to_dict(cfg))
 
 
 def check_model_dir(model_dir: str) -> None:
@@ -215,12 +223,24 @@ def append_launch(model_dir: str, cfg, start_step: int, changes=()) -> str:
            "config": config_lib.to_dict(cfg)}
   line = json.dumps(entry, sort_keys=True) + "\n"
   path = launch_log_path(model_dir)
+  with storage_errors(path, "the earlier launches' lines and the checkpoints are intact"):
+    _append_line(model_dir, path, line)
+  return path
+
+
+def _append_line(model_dir: str, path: str, line: str) -> None:
   if "://" not in path:
     os.makedirs(model_dir, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    size = os.fstat(fd).st_size
     try:
-      os.write(fd, line.encode("utf-8"))
+      data = line.encode("utf-8")
+      if os.write(fd, data) != len(data):  # a short write: the disk filled up
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
       os.fsync(fd)
+    except OSError:
+      os.ftruncate(fd, size)  # a full disk: no torn line for the next launch to append to
+      raise
     finally:
       os.close(fd)
   else:
@@ -233,7 +253,6 @@ def append_launch(model_dir: str, cfg, start_step: int, changes=()) -> str:
     if old and not old.endswith("\n"):
       old += "\n"
     atomic_write.write_text(path, old + line)
-  return path
 
 
 def run_config(mode: str, cfg, typed=None):
@@ -387,7 +406,7 @@ def resume_point(model_dir: str, explicit: Optional[str] = None) -> ResumePoint:
     problem = checkpoint_problem(path)
     if problem:
       raise UserError(f"--checkpoint={explicit}: {problem}; pass another checkpoint.")
-    return ResumePoint(path, fallback=path != _safe_latest(model_dir))
+    return ResumePoint(path, fallback=path != latest_checkpoint_or_none(model_dir))
   directory = checkpoint_dir(model_dir)
   found = list_checkpoints(directory)
   skipped = []
@@ -412,7 +431,8 @@ def resume_point(model_dir: str, explicit: Optional[str] = None) -> ResumePoint:
   return ResumePoint(None)
 
 
-def _safe_latest(model_dir: str) -> Optional[str]:
+def latest_checkpoint_or_none(model_dir: str) -> Optional[str]:
+  """latest_checkpoint, or None when the state file is corrupt too."""
   try:
     return latest_checkpoint(model_dir)
   except UserError:
@@ -606,6 +626,49 @@ def _corrupt(path: str, error: BaseException) -> UserError:
                    f"{other}.")
 
 
+_PIN_ATTEMPTS = 5
+_PIN_DIR_PREFIX = ".pinned-"
+
+
+@contextlib.contextmanager
+def pinned_checkpoint(path: str):
+  """Yields a prefix of `path`'s files that no rotation can delete while in use.
+
+  A training run beside a reader deletes its older checkpoints
+  (--keep_checkpoints) as it saves: a local checkpoint is therefore
+  hard-linked first (in microseconds, no copy) into a hidden folder beside
+  it, `.pinned-PID-RANDOM/` (not a checkpoint name, so neither the
+  CheckpointManager nor list_checkpoints sees it); a deleted original then
+  lives on in the links until they are removed on exit. A checkpoint
+  rotated away before its files are all linked raises FileNotFoundError (the
+  caller takes the newer one). Where links cannot be made (another file
+  system, a read-only folder) the files are read in place, as they are on
+  gs:// (where a reader retries instead).
+  """
+  directory, name = os.path.split(path)
+  pin_dir = None
+  if "://" not in path and os.path.isdir(directory):
+    try:
+      pin_dir = tempfile.mkdtemp(prefix=f"{_PIN_DIR_PREFIX}{os.getpid()}-", dir=directory)
+    except OSError:
+      pass  # e.g. a read-only run directory: nothing rotates there
+  if pin_dir is None:
+    yield path
+    return
+  try:
+    try:
+      for f in [path + ".index"] + sorted(glob.glob(glob.escape(path) + ".data-*")):
+        os.link(f, os.path.join(pin_dir, os.path.basename(f)))
+      pinned = os.path.join(pin_dir, name)
+    except OSError as e:
+      if isinstance(e, FileNotFoundError):
+        raise  # rotated away
+      pinned = path  # links not possible here: read in place
+    yield pinned
+  finally:
+    shutil.rmtree(pin_dir, ignore_errors=True)
+
+
 def restore_for_mode(cfg, mode: str, typed=None
                      ) -> Tuple[config_lib.Config, object, int, Dict[str, str]]:
   """(run config, float32 generator, step, {"checkpoint": path, "weights": part})
@@ -617,21 +680,31 @@ def restore_for_mode(cfg, mode: str, typed=None
   does not fit the stored config.
   """
   run_cfg = dataclasses.replace(run_config(mode, cfg, typed), precision="float32")
-  for attempt in range(2):
-    path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
+  for attempt in range(_PIN_ATTEMPTS):
+    path = None
     try:
-      # Restored into memory here: nothing below reads the checkpoint again.
-      has_ema = read_checkpoint(path).has("ema_generator")
-      generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+      path = resolve_checkpoint(run_cfg.model_dir, run_cfg.checkpoint or None)
+      with pinned_checkpoint(path) as pinned:
+        # Restored into memory here: nothing below reads the checkpoint again.
+        has_ema = read_checkpoint(pinned).has("ema_generator")
+        generator, step = restore_generator(run_cfg, pinned, use_ema=run_cfg.use_ema)
       break
-    except (UserError, tf.errors.NotFoundError):
+    except (UserError, tf.errors.NotFoundError, FileNotFoundError):
       # A training run beside us rotated it away (--keep_checkpoints) between
-      # resolving and reading: once, take the newer one it wrote.
-      if attempt or run_cfg.checkpoint or tf.io.gfile.exists(path + ".index"):
+      # resolving and pinning it: take the newer one it wrote.
+      if path is None and not list_checkpoints(checkpoint_dir(run_cfg.model_dir)):
+        raise  # no checkpoint at all
+      if path and tf.io.gfile.exists(path + ".index"):
+        # Not rotated away: a bad checkpoint. Read the original, whose
+        # errors name its own files (not the pinned links).
+        has_ema = read_checkpoint(path).has("ema_generator")
+        generator, step = restore_generator(run_cfg, path, use_ema=run_cfg.use_ema)
+        break
+      if run_cfg.checkpoint or attempt == _PIN_ATTEMPTS - 1:
         raise
       logging.warning("%s was deleted while reading it (a training run rotates its "
-                      "checkpoints); using the newest one, %s.", path,
-                      latest_checkpoint(run_cfg.model_dir))
+                      "checkpoints); using the newest one, %s.", path or "The latest checkpoint",
+                      latest_checkpoint_or_none(run_cfg.model_dir))
   weights = "ema_generator" if run_cfg.use_ema and has_ema else "generator"
   logging.info("Using the %s weights of %s (step %d).", weights, path, step)
   return run_cfg, generator, step, {"checkpoint": path, "weights": weights}

@@ -221,15 +221,16 @@ def test_model_dir_that_is_a_file_and_config_json_list_are_named(tmp_path):
     run_dir.load_run_config(str(tmp_path / "run"))
 
 
-def test_export_retries_once_when_training_rotates_the_checkpoint_away(run, monkeypatch,
-                                                                      caplog):
-  # Between export resolving ckpt-4 and reading it, a training run beside it
+def test_export_takes_the_newer_checkpoint_when_training_rotates_the_resolved_one_away(
+    run, monkeypatch, caplog):
+  # Between export resolving ckpt-4 and pinning it, a training run beside it
   # saves ckpt-5 and rotates ckpt-4 away.
   cfg = th.tiny_config(model_dir=run)
-  real_read = run_dir.read_checkpoint
+  real_resolve = run_dir.resolve_checkpoint
   calls = []
 
-  def rotating_read(path):
+  def rotating_resolve(model_dir, checkpoint_path=None):
+    path = real_resolve(model_dir, checkpoint_path)
     if not calls:
       calls.append(path)
       models = setup.build_gan(cfg)
@@ -238,10 +239,25 @@ def test_export_retries_once_when_training_rotates_the_checkpoint_away(run, monk
       manager.save(checkpoint_number=5)
       for name in tf.io.gfile.glob(_ckpt(run, 4) + ".*"):  # what its rotation does
         tf.io.gfile.remove(name)
-    return real_read(path)
+    return path
 
-  monkeypatch.setattr(run_dir, "read_checkpoint", rotating_read)
+  monkeypatch.setattr(run_dir, "resolve_checkpoint", rotating_resolve)
   _, _, step, source = run_dir.restore_for_mode(cfg, "export")
   assert calls == [_ckpt(run, 4)] and not tf.io.gfile.exists(_ckpt(run, 4) + ".index")
   assert step == 5 and source["checkpoint"] == _ckpt(run, 5)
   assert "ckpt-4 was deleted while reading it" in caplog.text
+
+
+def test_a_pinned_checkpoint_outlives_its_rotation(run):
+  # Once pinned, the training run may delete the files: reading goes on.
+  cfg = th.tiny_config(model_dir=run)
+  with run_dir.pinned_checkpoint(_ckpt(run, 4)) as pinned:
+    assert pinned != _ckpt(run, 4)
+    for name in tf.io.gfile.glob(_ckpt(run, 4) + ".*"):
+      tf.io.gfile.remove(name)
+    _, step = run_dir.restore_generator(cfg, pinned)
+  assert step == 4
+  assert not [n for n in os.listdir(run_dir.checkpoint_dir(run)) if n.startswith(".pinned")]
+  with pytest.raises(FileNotFoundError):  # rotated away before it was pinned
+    with run_dir.pinned_checkpoint(_ckpt(run, 4)):
+      pass

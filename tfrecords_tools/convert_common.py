@@ -40,7 +40,7 @@ import numpy as np
 
 from sagan_tf import atomic_write
 from sagan_tf import quiet_start
-from sagan_tf.errors import UserError
+from sagan_tf.errors import UserError, storage_errors
 from tfrecords_tools import preprocess
 
 # Errors that mean "this image cannot be read", as opposed to bugs.
@@ -181,15 +181,26 @@ def write_shard(job: ShardJob, image_size: int, strict: bool,
   file.
 
   Raises:
-    UserError: strict and an image is unreadable (the message names it).
+    UserError: strict and an image is unreadable (the message names it), or
+      the output folder's disk is full or not writable.
   """
   import tensorflow as tf
-  from sagan_tf.data import records
   result = ShardResult(job.index, job.path)
   if tf.io.gfile.exists(job.path):
     result.already_complete = True
     return result
   tmp = f"{job.path}.{os.getpid()}.tmp"
+  # (A disk error becomes a UserError here, in the worker: TensorFlow's
+  # errors do not always survive the trip back to the parent.)
+  with _disk_errors(os.path.dirname(job.path)):
+    _write_shard_file(job, tmp, image_size, strict, on_image, result)
+  return result
+
+
+def _write_shard_file(job: ShardJob, tmp: str, image_size: int, strict: bool,
+                      on_image: Optional[Callable[[], None]], result: ShardResult) -> None:
+  import tensorflow as tf
+  from sagan_tf.data import records
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
       for origin, image, label in job.items.iter_images(image_size):
@@ -212,7 +223,24 @@ def write_shard(job: ShardJob, image_size: int, strict: bool,
     except tf.errors.OpError:
       pass
     raise
-  return result
+
+
+def _disk_errors(output_dir: str):
+  """A full or unwritable output folder -> UserError naming it (errors.storage_errors)."""
+  def kept() -> str:
+    import tensorflow as tf
+    try:
+      done = tf.io.gfile.glob(f"{output_dir}/*.tfrecords")
+    except tf.errors.OpError:
+      done = []
+    if not done:
+      return "no shard was written and no partial .tmp file is left"
+    return ("the shards completed so far are kept, no partial .tmp file is left, and the "
+            "manifest still says the conversion is incomplete")
+
+  return storage_errors(
+      output_dir, kept,
+      "re-run the same command: it keeps the complete shards and writes the rest")
 
 
 def _write_shard_in_worker(args) -> ShardResult:
@@ -482,6 +510,15 @@ def convert_jobs(jobs: Sequence[ShardJob], output_dir: str, *, settings: Dict,
   Raises:
     UserError: see _prepare_output; no image at all could be written.
   """
+  with _disk_errors(output_dir):
+    return _convert_jobs(jobs, output_dir, settings=settings, class_names=class_names,
+                         image_size=image_size, num_workers=num_workers, strict=strict,
+                         overwrite=overwrite, total_images=total_images,
+                         skipped_inputs=skipped_inputs, log_every_secs=log_every_secs)
+
+
+def _convert_jobs(jobs, output_dir, *, settings, class_names, image_size, num_workers,
+                  strict, overwrite, total_images, skipped_inputs, log_every_secs):
   import tensorflow as tf
   prefix = settings["prefix"]
   expected = [j.path for j in jobs]

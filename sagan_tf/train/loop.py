@@ -53,7 +53,7 @@ from sagan_tf import config as config_lib
 from sagan_tf import run_dir
 from sagan_tf.data import make_dataset, parse_dataset_spec, tfrecords_source
 from sagan_tf.data import translate_data_error
-from sagan_tf.errors import UserError
+from sagan_tf.errors import UserError, storage_error, storage_errors
 from sagan_tf.eval import report
 from sagan_tf.eval import run as eval_run
 from sagan_tf.image_grid import image_grid, save_image_grid
@@ -365,6 +365,23 @@ class Trainer:
 
   # ------------------------------------------------------------------ run
   def run(self) -> int:
+    try:
+      return self._run()
+    except Exception as e:  # pylint: disable=broad-except  (re-raised unless a disk error)
+      # Any other write into model_dir (summaries, samples, the state file)
+      # on a full or unwritable disk; the checkpoint save names its own.
+      if self.model_dir not in f"{e} {getattr(e, 'filename', '')}":
+        raise  # (e.g. unreadable data: not a write into model_dir)
+      latest = run_dir.latest_checkpoint_or_none(self.model_dir)
+      translated = storage_error(
+          e, f"into --model_dir={self.model_dir}",
+          f"the newest checkpoint there is {latest}, which a re-run resumes from"
+          if latest else "no checkpoint was written yet")
+      if translated is None:
+        raise
+      raise translated from None
+
+  def _run(self) -> int:
     cfg = self.cfg
     stored = self._check_stored_config()
     had_config = stored is not None
@@ -530,7 +547,17 @@ class Trainer:
         self.strategy.cluster_resolver, self.manager, termination_config=config)
 
   def _save(self, step: int) -> Optional[str]:
-    path = self.manager.save(checkpoint_number=step)
+    directory = self.manager.directory
+    prefix = os.path.join(directory, f"{run_dir.CHECKPOINT_PREFIX}-{step}")
+    latest = self.manager.latest_checkpoint
+    kept = (f"the checkpoints written before are intact (the newest is {latest}, which a "
+            "re-run resumes from)" if latest else "no checkpoint had been written yet")
+    # The manager deletes old checkpoints only after a save succeeded, so a
+    # failed one keeps them all; what is left of it is its temporary folder.
+    with storage_errors(prefix if self.chief else directory, kept,
+                        cleanup=lambda: tf.io.gfile.rmtree(prefix + "_temp")
+                        if tf.io.gfile.exists(prefix + "_temp") else None):
+      path = self.manager.save(checkpoint_number=step)
     self.last_saved = step
     if not self.chief:
       self._clear_scratch()
