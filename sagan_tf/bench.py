@@ -62,6 +62,8 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
@@ -73,6 +75,7 @@ import tensorflow as tf
 from sagan_tf import config as config_lib
 from sagan_tf import data
 from sagan_tf import platform_info
+from sagan_tf.compat import original_shim
 from sagan_tf.data import bench_input
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers
@@ -82,8 +85,10 @@ from sagan_tf.models.generator import build_generator
 from sagan_tf.train import flops, setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.strategy import make_strategy
+from sagan_tf.tools import make_fixture, original_bench
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
+ORIGINAL = original_bench.NAME   # the row of the original code (--original_repo)
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
 
 
@@ -156,6 +161,7 @@ class VariantTiming:
   conv_gradients: str = ""        # which conv gradient kernels the policy chose
   peak_flops: Optional[float] = None  # estimated peak of this CPU at the precision
   ratio: float = 1.0
+  peak_rss_mb: Optional[float] = None  # peak resident memory of the row's own process
 
   @property
   def flops_per_s(self) -> float:
@@ -178,7 +184,7 @@ class VariantTiming:
             "flops_per_iteration": self.flops_per_iteration,
             "gflops_per_s": self.flops_per_s / 1e9, "conv_gradients": self.conv_gradients,
             "peak_gflops_estimate": self.peak_flops / 1e9 if self.peak_flops else None,
-            "share_of_peak": self.share_of_peak}
+            "share_of_peak": self.share_of_peak, "peak_rss_mb": self.peak_rss_mb}
 
 
 def set_ratios(results: List[VariantTiming]) -> None:
@@ -336,8 +342,13 @@ def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
 
 
 def format_table(results: Sequence[VariantTiming]) -> str:
-  rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "GFLOP/s", "% peak",
-           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter")]
+  """The results as aligned text; 'x original' when the first row is the original's,
+  a 'peak MiB' column when the rows ran in processes of their own."""
+  first = "x original" if results and results[0].name == ORIGINAL else "x first"
+  with_rss = any(r.peak_rss_mb is not None for r in results)
+  rows = [("variant", "preset", "batch", "s/iter", "images/s", first, "GFLOP/s", "% peak",
+           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter") +
+          (("peak MiB",) if with_rss else ())]
   for r in results:
     share = r.share_of_peak
     rows.append((r.name, r.preset, str(r.batch), f"{r.seconds_per_iteration:.3f}",
@@ -345,7 +356,9 @@ def format_table(results: Sequence[VariantTiming]) -> str:
                  f"{r.flops_per_s / 1e9:.1f}" if r.flops_per_iteration else "n/a",
                  f"{100 * share:.0f}%" if share is not None else "n/a", r.conv_gradients,
                  " ".join(f"{s:.3f}" for s in r.repeat_seconds), f"{r.warmup_seconds:.1f}",
-                 f"{r.cpu_seconds_per_iteration:.2f}"))
+                 f"{r.cpu_seconds_per_iteration:.2f}") +
+                ((f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "n/a",)
+                 if with_rss else ()))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) if i in (0, 1, 8, 9) else c.rjust(w)
                      for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -379,8 +392,66 @@ def platform_header(info=None, onednn: Optional[bool] = None) -> str:
   return "\n".join(lines)
 
 
+def check_original_request(cfg) -> None:
+  """UserError unless --original_repo holds the original and it can build cfg's model."""
+  if cfg.what != "train":
+    raise UserError(f"--original_repo times the training iteration; it does not apply to "
+                    f"--what={cfg.what}.")
+  problem = original_shim.check_original_repo(cfg.original_repo)
+  if problem:
+    raise UserError(problem)
+  make_fixture.original_functions(cfg)
+
+
+def _run_row(cmd: List[str], out_path: str, label: str, verbose: bool) -> VariantTiming:
+  """Runs one row's process (cmd writes its VariantTiming fields as JSON to out_path)."""
+  env = dict(os.environ)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+  logging.info("bench: %s in its own process: %s", label, " ".join(cmd[1:]))
+  t = time.perf_counter()
+  with tempfile.TemporaryFile() as err:
+    rc = subprocess.call(cmd, env=env, stdout=None if verbose else subprocess.DEVNULL,
+                         stderr=None if verbose else err)
+    if rc != 0:
+      err.seek(0)
+      tail = err.read().decode("utf-8", "replace").splitlines()[-25:]
+      raise UserError(f"bench: the {label} row failed (exit {rc}); its last lines:\n" +
+                      "\n".join(tail))
+  with open(out_path) as f:
+    fields = json.load(f)
+  fields.pop("device", None)
+  logging.info("bench: %s done in %.0f s.", label, time.perf_counter() - t)
+  return VariantTiming(**fields)
+
+
+def run_isolated_benchmark(cfg, variants: Sequence[Variant]) -> List[VariantTiming]:
+  """The original (cfg.original_repo) and then every variant, each in a process of
+  its own (its own peak memory; TF1 graph mode is process-wide); ratios to the
+  original."""
+  results = []
+  with tempfile.TemporaryDirectory(prefix="sagan_bench_") as tmp:
+    cfg_path = os.path.join(tmp, "config.json")
+    with open(cfg_path, "w") as f:
+      json.dump(config_lib.to_dict(cfg), f)
+    rows = [(ORIGINAL, ["-m", "sagan_tf.tools.original_bench",
+                        f"--original_repo={os.path.abspath(cfg.original_repo)}"])]
+    rows += [(v.name, ["-m", "sagan_tf.bench", f"--variant={v.name}"]) for v in variants]
+    for i, (label, args) in enumerate(rows):
+      out_path = os.path.join(tmp, f"row{i}.json")
+      cmd = [sys.executable] + args + [f"--config_json={cfg_path}", f"--out={out_path}"]
+      result = _run_row(cmd, out_path, label, cfg.verbose)
+      if label == ORIGINAL:
+        result.peak_flops = platform_info.cpu_info().peak_flops("float32")
+      results.append(result)
+      set_ratios(results)
+  return results
+
+
 def _bench_train(cfg, strategy) -> int:
   variants = parse_variants(cfg.bench_variants)
+  if cfg.original_repo:
+    check_original_request(cfg)
   n = strategy.num_replicas_in_sync
   print(platform_header(), flush=True)
   print(f"bench train: preset {cfg.preset} ({cfg.image_size}x{cfg.image_size}, "
@@ -389,16 +460,22 @@ def _bench_train(cfg, strategy) -> int:
         f"{cfg.bench_repeats} repeats x {cfg.bench_iters} iterations, median.", flush=True)
   load_before = load_average()
   gflops = matmul_gflops()
-  results = run_train_benchmark(cfg, variants, strategy)
+  if cfg.original_repo:
+    results = run_isolated_benchmark(cfg, variants)
+  else:
+    results = run_train_benchmark(cfg, variants, strategy)
   load_after = load_average()
   print(format_table(results))
   rss = peak_rss_mb()
+  memory = (f"peak resident memory of each row's own process (peak MiB), this one "
+            f"{rss:.0f} MiB" if cfg.original_repo else f"peak resident memory {rss:.0f} MiB "
+            "(this process, every variant)")
   print(f"load average before/after: {load_before} / {load_after}; float32 matmul "
-        f"yardstick {gflops:.0f} GFLOP/s; peak resident memory {rss:.0f} MiB.\n"
+        f"yardstick {gflops:.0f} GFLOP/s; {memory}.\n"
         "(cpu s/iter = process CPU time, all threads: steadier than wall time when other "
         "processes share the CPU. GFLOP/s = the convolutions' and matmuls' FLOP per "
-        "iteration (train/flops.py) / s/iter; % peak = that / the estimated peak.)",
-        flush=True)
+        "iteration (train/flops.py; the original's from its own graph) / s/iter; % peak = "
+        "that / the estimated peak.)", flush=True)
   if cfg.json:
     info = platform_info.cpu_info()
     write_json(cfg.json, results, {"what": "train", "load_average_before": load_before,
@@ -407,7 +484,8 @@ def _bench_train(cfg, strategy) -> int:
                                    "onednn": platform_info.onednn_enabled(),
                                    "load_average_after": load_after,
                                    "matmul_gflops": gflops, "peak_rss_mb": rss,
-                                   "replicas": n})
+                                   "replicas": n,
+                                   "ratios_to": ORIGINAL if cfg.original_repo else "first"})
     print(f"wrote {cfg.json}")
   return 0
 
@@ -496,3 +574,27 @@ def _bench_eval(cfg) -> int:
                               "samples_per_s": n / (g + c), "classifier": what,
                               "peak_rss_mb": rss})
   return 0
+
+
+# ------------------------------------------------------------------ row process
+def _row_main(argv=None) -> int:
+  """One port variant in this process (run_isolated_benchmark's rows)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(description="one bench row (run by ./run.sh bench)")
+  p.add_argument("--variant", required=True)
+  p.add_argument("--config_json", required=True, help="config.to_dict of the bench run")
+  p.add_argument("--out", required=True, help="where the timing JSON goes")
+  args = p.parse_args(argv)
+  with open(args.config_json) as f:
+    cfg = config_lib.from_dict(json.load(f))
+  strategy = make_strategy(cfg)
+  result = time_train_variant(cfg, parse_variant(args.variant), strategy, cfg.bench_repeats,
+                              cfg.bench_iters)
+  result.peak_rss_mb = peak_rss_mb()
+  with open(args.out, "w") as f:
+    json.dump(dataclasses.asdict(result), f)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_row_main())
