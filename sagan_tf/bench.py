@@ -7,6 +7,9 @@
   ./run.sh bench --preset=demo            the embedded demo at its own batch (16), all variants
   ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
   ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
+  ./run.sh bench --original_repo=PATH     ... and the original TF1 code's iteration beside
+                                          them (PATH: brain-research/self-attention-gan
+                                          at ad9612e), ratios to it, each row's peak memory
   ./run.sh bench --what=input             input pipeline images/s
   ./run.sh bench --what=eval              generator + classifier samples/s
 
@@ -43,6 +46,16 @@ config.CONTEXT_DEFAULTS, applied by config.merge):
     `./run.sh bench` near 5 minutes on a quiet 2-core CPU (one iteration is
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
+
+`--original_repo=PATH`: the first row is the original code's training
+iteration at the same architecture and global batch (tools/original_bench.py:
+its model files through compat/original_shim.py, wired as its model.py and
+train_imagenet.py train: one session run each of the G train op, the D train
+op and the step increment; the same warm-up / repeats protocol), the ratio
+column becomes "x original", and every row (the original and each variant)
+runs in a process of its own, so the "peak MiB" column is that row's own
+peak resident memory (ru_maxrss), not the maximum over the rows. Without
+the flag nothing of the original is imported.
 
 The machine is usually shared: the table also gives the process CPU time
 per iteration (steadier than wall time under load), the load average and a
@@ -450,8 +463,6 @@ def run_isolated_benchmark(cfg, variants: Sequence[Variant]) -> List[VariantTimi
 
 def _bench_train(cfg, strategy) -> int:
   variants = parse_variants(cfg.bench_variants)
-  if cfg.original_repo:
-    check_original_request(cfg)
   n = strategy.num_replicas_in_sync
   print(platform_header(), flush=True)
   print(f"bench train: preset {cfg.preset} ({cfg.image_size}x{cfg.image_size}, "
@@ -496,6 +507,8 @@ def bench(cfg, typed=None) -> int:
   typed: the fields the user typed (config.merge; None = cfg's differences
   from its preset).
   """
+  if cfg.original_repo:
+    check_original_request(cfg)
   strategy = make_strategy(config_lib.merge("bench", cfg, typed))
   cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync,
                          bf16_hardware=platform_info.cpu_info().bf16_hardware)

@@ -37,6 +37,7 @@ def _shortcut_flop_saved(cfg) -> int:
   return 4 * total
 
 
+@pytest.mark.slow   # two processes building the 128x128 graphs: ~1 min of CPU
 def test_the_original_row_runs_beside_the_port_with_ratios_and_own_peaks(tmp_path, capsys):
   cfg = _tiny(tmp_path)
   assert bench.bench(cfg) == 0
@@ -73,6 +74,6 @@ def test_a_path_without_the_original_is_refused_before_anything_runs(tmp_path):
 
 def test_an_architecture_the_original_cannot_build_is_refused(tmp_path):
   with pytest.raises(UserError, match="128x128 models only"):
-    bench.bench(_tiny(tmp_path, image_size=64))
+    bench.bench(_tiny(tmp_path, image_size=64, df_dim=8))
   with pytest.raises(UserError, match="--what=input"):
     bench.bench(_tiny(tmp_path, what="input"))
