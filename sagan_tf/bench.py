@@ -67,6 +67,7 @@ because of it.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gc
 import json
@@ -433,9 +434,12 @@ def _run_row(cmd: List[str], out_path: str, label: str, verbose: bool) -> Varian
                       "\n".join(tail))
   with open(out_path) as f:
     fields = json.load(f)
-  fields.pop("device", None)
+  device = fields.pop("device", None)   # the original's row: where its graph ran
+  result = VariantTiming(**fields)
+  if device == "CPU":
+    result.peak_flops = platform_info.cpu_info().peak_flops("float32")
   logging.info("bench: %s done in %.0f s.", label, time.perf_counter() - t)
-  return VariantTiming(**fields)
+  return result
 
 
 def run_isolated_benchmark(cfg, variants: Sequence[Variant]) -> List[VariantTiming]:
@@ -453,10 +457,7 @@ def run_isolated_benchmark(cfg, variants: Sequence[Variant]) -> List[VariantTimi
     for i, (label, args) in enumerate(rows):
       out_path = os.path.join(tmp, f"row{i}.json")
       cmd = [sys.executable] + args + [f"--config_json={cfg_path}", f"--out={out_path}"]
-      result = _run_row(cmd, out_path, label, cfg.verbose)
-      if label == ORIGINAL:
-        result.peak_flops = platform_info.cpu_info().peak_flops("float32")
-      results.append(result)
+      results.append(_run_row(cmd, out_path, label, cfg.verbose))
       set_ratios(results)
   return results
 
@@ -592,7 +593,6 @@ def _bench_eval(cfg) -> int:
 # ------------------------------------------------------------------ row process
 def _row_main(argv=None) -> int:
   """One port variant in this process (run_isolated_benchmark's rows)."""
-  import argparse  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description="one bench row (run by ./run.sh bench)")
   p.add_argument("--variant", required=True)
   p.add_argument("--config_json", required=True, help="config.to_dict of the bench run")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -155,7 +156,6 @@ def main(argv=None) -> int:
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  import resource
   result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
   with open(args.out, "w") as f:
     json.dump(result, f)
