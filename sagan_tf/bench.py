@@ -96,7 +96,7 @@ from sagan_tf.eval import classifiers
 from sagan_tf.eval import run as eval_run
 from sagan_tf.layers import fast_conv
 from sagan_tf.models.generator import build_generator
-from sagan_tf.train import flops, setup
+from sagan_tf.train import flops, memory, setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.strategy import make_strategy
 from sagan_tf.tools import make_fixture, original_bench
@@ -176,6 +176,7 @@ class VariantTiming:
   peak_flops: Optional[float] = None  # estimated peak of this CPU at the precision
   ratio: float = 1.0
   peak_rss_mb: Optional[float] = None  # peak resident memory of the row's own process
+  tensor_peak_mb: Optional[float] = None  # TF allocator's peak during the row (train/memory.py)
 
   @property
   def flops_per_s(self) -> float:
@@ -198,7 +199,8 @@ class VariantTiming:
             "flops_per_iteration": self.flops_per_iteration,
             "gflops_per_s": self.flops_per_s / 1e9, "conv_gradients": self.conv_gradients,
             "peak_gflops_estimate": self.peak_flops / 1e9 if self.peak_flops else None,
-            "share_of_peak": self.share_of_peak, "peak_rss_mb": self.peak_rss_mb}
+            "share_of_peak": self.share_of_peak, "peak_rss_mb": self.peak_rss_mb,
+            "tensor_peak_mb": self.tensor_peak_mb}
 
 
 def set_ratios(results: List[VariantTiming]) -> None:
@@ -259,6 +261,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
     # iteration time is steady (checked at imagenet128; BUILD_NOTES.md, Speed).
     warmup_calls = 1
 
+  allocator = memory.allocator_device(device_type(strategy))
+  memory.reset_peak(allocator)
   models = setup.build_gan(vcfg, strategy)
   flop = iteration_flops(models, vcfg, per_replica, n)
   with strategy.scope():
@@ -298,7 +302,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
                   images_per_s=global_batch / seconds, repeat_seconds=per_iter,
                   cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
                   warmup_seconds=warmup, iterations_per_repeat=calls * spl,
-                  flops_per_iteration=flop, **platform_columns(vcfg, strategy))
+                  flops_per_iteration=flop, tensor_peak_mb=memory.peak_mb(allocator),
+                  **platform_columns(vcfg, strategy))
   del train_fn, iterator, dataset, models, step_var, batch
   gc.collect()
   keras.backend.clear_session()
@@ -361,7 +366,7 @@ def format_table(results: Sequence[VariantTiming]) -> str:
   first = "x original" if results and results[0].name == ORIGINAL else "x first"
   with_rss = any(r.peak_rss_mb is not None for r in results)
   rows = [("variant", "preset", "batch", "s/iter", "images/s", first, "GFLOP/s", "% peak",
-           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter") +
+           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter", "tensor MiB") +
           (("peak MiB",) if with_rss else ())]
   for r in results:
     share = r.share_of_peak
@@ -370,7 +375,8 @@ def format_table(results: Sequence[VariantTiming]) -> str:
                  f"{r.flops_per_s / 1e9:.1f}" if r.flops_per_iteration else "n/a",
                  f"{100 * share:.0f}%" if share is not None else "n/a", r.conv_gradients,
                  " ".join(f"{s:.3f}" for s in r.repeat_seconds), f"{r.warmup_seconds:.1f}",
-                 f"{r.cpu_seconds_per_iteration:.2f}") +
+                 f"{r.cpu_seconds_per_iteration:.2f}",
+                 f"{r.tensor_peak_mb:.0f}" if r.tensor_peak_mb is not None else "n/a") +
                 ((f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "n/a",)
                  if with_rss else ()))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -487,7 +493,10 @@ def _bench_train(cfg, strategy) -> int:
         "(cpu s/iter = process CPU time, all threads: steadier than wall time when other "
         "processes share the CPU. GFLOP/s = the convolutions' and matmuls' FLOP per "
         "iteration (train/flops.py; the original's from its own graph) / s/iter; % peak = "
-        "that / the estimated peak.)", flush=True)
+        "that / the estimated peak. tensor MiB = TensorFlow's allocator at its peak during "
+        "the row, from building the models to the last iteration: weights, slots, "
+        "activations, temporaries (train/memory.py; on the CPU with the BFC allocator "
+        "that run.sh turns on, else n/a).)", flush=True)
   if cfg.json:
     info = platform_info.cpu_info()
     write_json(cfg.json, results, {"what": "train", "load_average_before": load_before,

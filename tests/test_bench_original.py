@@ -37,6 +37,13 @@ def _shortcut_flop_saved(cfg) -> int:
   return 4 * total
 
 
+def _parameters(cfg) -> int:
+  from sagan_tf.train import setup
+  models = setup.build_gan(cfg)
+  return sum(int(v.shape.num_elements()) for m in (models.generator, models.discriminator)
+             for v in m.trainable_variables)
+
+
 @pytest.mark.slow   # two processes building the 128x128 graphs: ~1 min of CPU
 def test_the_original_row_runs_beside_the_port_with_ratios_and_own_peaks(tmp_path, capsys):
   cfg = _tiny(tmp_path)
@@ -55,9 +62,15 @@ def test_the_original_row_runs_beside_the_port_with_ratios_and_own_peaks(tmp_pat
   ratio = port["ratio_to_first"]
   assert math.isfinite(ratio) and ratio > 0
   assert ratio == pytest.approx(port["images_per_s"] / original["images_per_s"])
+  counted = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true"  # run.sh exports it
   for row in (original, port):
     assert row["batch"] == 2 and row["seconds_per_iteration"] > 0
     assert row["peak_rss_mb"] > 100          # a process with TensorFlow loaded
+    # TF's allocator peak: at least the weights and the two Adam slots (float32).
+    if counted:
+      assert 3 * 4 * _parameters(cfg) / 2 ** 20 < row["tensor_peak_mb"] < row["peak_rss_mb"]
+    else:
+      assert row["tensor_peak_mb"] is None
   # Two independent FLOP counts (the original's TF1 graph, the port's traced
   # models) differ by exactly the port's reordered 1x1 shortcut.
   assert original["flops_per_iteration"] - port["flops_per_iteration"] == \

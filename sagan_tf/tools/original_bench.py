@@ -44,7 +44,7 @@ from sagan_tf import config as config_lib
 from sagan_tf.compat import original_shim
 from sagan_tf.errors import UserError
 from sagan_tf.tools.make_fixture import original_functions
-from sagan_tf.train import flops
+from sagan_tf.train import flops, memory
 
 NAME = "original"
 
@@ -110,6 +110,9 @@ def time_original(original_repo: str, cfg, repeats: int, iters: int,
   original_shim.disable_eager()
   import tensorflow as tf
   v1 = tf.compat.v1
+  device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+  allocator = memory.allocator_device(device)
+  memory.reset_peak(allocator)
   mods = original_shim.import_original(original_repo)
   graph, init, train_ops, flop = build(mods, cfg, cfg.seed)
   session_config = v1.ConfigProto(allow_soft_placement=True)
@@ -140,7 +143,7 @@ def time_original(original_repo: str, cfg, repeats: int, iters: int,
           "cpu_seconds_per_iteration": statistics.median(cpu_per_iter),
           "warmup_seconds": warmup, "iterations_per_repeat": iters,
           "flops_per_iteration": flop, "conv_gradients": "native (TF1 graph)",
-          "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
+          "tensor_peak_mb": memory.peak_mb(allocator), "device": device}
 
 
 def main(argv=None) -> int:
