@@ -59,7 +59,7 @@ def _forward_flops(start_tensors, scope: str) -> int:
 
 
 def build(mods, cfg, seed: int = 0):
-  """(graph, [g_train_op, d_train_op, step_increment], iteration FLOP)."""
+  """(graph, init op, [G train op, D train op, step increment], FLOP per iteration)."""
   import tensorflow as tf
   v1 = tf.compat.v1
   g_name, d_name = original_functions(cfg)
