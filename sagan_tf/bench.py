@@ -7,6 +7,9 @@
   ./run.sh bench --preset=demo            the embedded demo at its own batch (16), all variants
   ./run.sh bench --bench_variants=float32,bfloat16 --bench_repeats=5
   ./run.sh bench --json=/tmp/bench.json   also write the results as JSON
+  ./run.sh bench --original_repo=PATH     ... and the original TF1 code's iteration beside
+                                          them (PATH: brain-research/self-attention-gan
+                                          at ad9612e), ratios to it, each row's peak memory
   ./run.sh bench --what=input             input pipeline images/s
   ./run.sh bench --what=eval              generator + classifier samples/s
 
@@ -44,6 +47,16 @@ config.CONTEXT_DEFAULTS, applied by config.merge):
     ~1.2 TFLOP; every other variant adds minutes: use --bench_variants=all);
   * other presets (demo): their own batch, all variants, --bench_iters.
 
+`--original_repo=PATH`: the first row is the original code's training
+iteration at the same architecture and global batch (tools/original_bench.py:
+its model files through compat/original_shim.py, wired as its model.py and
+train_imagenet.py train: one session run each of the G train op, the D train
+op and the step increment; the same warm-up / repeats protocol), the ratio
+column becomes "x original", and every row (the original and each variant)
+runs in a process of its own, so the "peak MiB" column is that row's own
+peak resident memory (ru_maxrss), not the maximum over the rows. Without
+the flag nothing of the original is imported.
+
 The machine is usually shared: the table also gives the process CPU time
 per iteration (steadier than wall time under load), the load average and a
 same-process float32 matmul rate, so that runs under different load can be
@@ -54,6 +67,7 @@ because of it.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gc
 import json
@@ -62,6 +76,8 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
@@ -73,17 +89,20 @@ import tensorflow as tf
 from sagan_tf import config as config_lib
 from sagan_tf import data
 from sagan_tf import platform_info
+from sagan_tf.compat import original_shim
 from sagan_tf.data import bench_input
 from sagan_tf.errors import UserError
 from sagan_tf.eval import classifiers
 from sagan_tf.eval import run as eval_run
 from sagan_tf.layers import fast_conv
 from sagan_tf.models.generator import build_generator
-from sagan_tf.train import flops, setup
+from sagan_tf.train import flops, memory, setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.strategy import make_strategy
+from sagan_tf.tools import make_fixture, original_bench
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
+ORIGINAL = original_bench.NAME   # the row of the original code (--original_repo)
 DEFAULT_TRAIN_VARIANTS = ALL_TRAIN_VARIANTS
 
 
@@ -156,6 +175,8 @@ class VariantTiming:
   conv_gradients: str = ""        # which conv gradient kernels the policy chose
   peak_flops: Optional[float] = None  # estimated peak of this CPU at the precision
   ratio: float = 1.0
+  peak_rss_mb: Optional[float] = None  # peak resident memory of the row's own process
+  tensor_peak_mb: Optional[float] = None  # TF allocator's peak during the row (train/memory.py)
 
   @property
   def flops_per_s(self) -> float:
@@ -178,7 +199,8 @@ class VariantTiming:
             "flops_per_iteration": self.flops_per_iteration,
             "gflops_per_s": self.flops_per_s / 1e9, "conv_gradients": self.conv_gradients,
             "peak_gflops_estimate": self.peak_flops / 1e9 if self.peak_flops else None,
-            "share_of_peak": self.share_of_peak}
+            "share_of_peak": self.share_of_peak, "peak_rss_mb": self.peak_rss_mb,
+            "tensor_peak_mb": self.tensor_peak_mb}
 
 
 def set_ratios(results: List[VariantTiming]) -> None:
@@ -239,6 +261,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
     # iteration time is steady (checked at imagenet128; BUILD_NOTES.md, Speed).
     warmup_calls = 1
 
+  allocator = memory.allocator_device(device_type(strategy))
+  memory.reset_peak(allocator)
   models = setup.build_gan(vcfg, strategy)
   flop = iteration_flops(models, vcfg, per_replica, n)
   with strategy.scope():
@@ -278,7 +302,8 @@ def time_train_variant(cfg, variant: Variant, strategy, repeats: int, iters: int
                   images_per_s=global_batch / seconds, repeat_seconds=per_iter,
                   cpu_seconds_per_iteration=statistics.median(cpu_per_iter),
                   warmup_seconds=warmup, iterations_per_repeat=calls * spl,
-                  flops_per_iteration=flop, **platform_columns(vcfg, strategy))
+                  flops_per_iteration=flop, tensor_peak_mb=memory.peak_mb(allocator),
+                  **platform_columns(vcfg, strategy))
   del train_fn, iterator, dataset, models, step_var, batch
   gc.collect()
   keras.backend.clear_session()
@@ -336,8 +361,13 @@ def run_train_benchmark(cfg, variants: Sequence[Variant], strategy=None,
 
 
 def format_table(results: Sequence[VariantTiming]) -> str:
-  rows = [("variant", "preset", "batch", "s/iter", "images/s", "x first", "GFLOP/s", "% peak",
-           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter")]
+  """The results as aligned text; 'x original' when the first row is the original's,
+  a 'peak MiB' column when the rows ran in processes of their own."""
+  first = "x original" if results and results[0].name == ORIGINAL else "x first"
+  with_rss = any(r.peak_rss_mb is not None for r in results)
+  rows = [("variant", "preset", "batch", "s/iter", "images/s", first, "GFLOP/s", "% peak",
+           "conv grads", "repeats (s/iter)", "warm-up s", "cpu s/iter", "tensor MiB") +
+          (("peak MiB",) if with_rss else ())]
   for r in results:
     share = r.share_of_peak
     rows.append((r.name, r.preset, str(r.batch), f"{r.seconds_per_iteration:.3f}",
@@ -345,7 +375,10 @@ def format_table(results: Sequence[VariantTiming]) -> str:
                  f"{r.flops_per_s / 1e9:.1f}" if r.flops_per_iteration else "n/a",
                  f"{100 * share:.0f}%" if share is not None else "n/a", r.conv_gradients,
                  " ".join(f"{s:.3f}" for s in r.repeat_seconds), f"{r.warmup_seconds:.1f}",
-                 f"{r.cpu_seconds_per_iteration:.2f}"))
+                 f"{r.cpu_seconds_per_iteration:.2f}",
+                 f"{r.tensor_peak_mb:.0f}" if r.tensor_peak_mb is not None else "n/a") +
+                ((f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "n/a",)
+                 if with_rss else ()))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) if i in (0, 1, 8, 9) else c.rjust(w)
                      for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -379,6 +412,62 @@ def platform_header(info=None, onednn: Optional[bool] = None) -> str:
   return "\n".join(lines)
 
 
+def check_original_request(cfg) -> None:
+  """UserError unless --original_repo holds the original and it can build cfg's model."""
+  if cfg.what != "train":
+    raise UserError(f"--original_repo times the training iteration; it does not apply to "
+                    f"--what={cfg.what}.")
+  problem = original_shim.check_original_repo(cfg.original_repo)
+  if problem:
+    raise UserError(problem)
+  make_fixture.original_functions(cfg)
+
+
+def _run_row(cmd: List[str], out_path: str, label: str, verbose: bool) -> VariantTiming:
+  """Runs one row's process (cmd writes its VariantTiming fields as JSON to out_path)."""
+  env = dict(os.environ)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+  logging.info("bench: %s in its own process: %s", label, " ".join(cmd[1:]))
+  t = time.perf_counter()
+  with tempfile.TemporaryFile() as err:
+    rc = subprocess.call(cmd, env=env, stdout=None if verbose else subprocess.DEVNULL,
+                         stderr=None if verbose else err)
+    if rc != 0:
+      err.seek(0)
+      tail = err.read().decode("utf-8", "replace").splitlines()[-25:]
+      raise UserError(f"bench: the {label} row failed (exit {rc}); its last lines:\n" +
+                      "\n".join(tail))
+  with open(out_path) as f:
+    fields = json.load(f)
+  device = fields.pop("device", None)   # the original's row: where its graph ran
+  result = VariantTiming(**fields)
+  if device == "CPU":
+    result.peak_flops = platform_info.cpu_info().peak_flops("float32")
+  logging.info("bench: %s done in %.0f s.", label, time.perf_counter() - t)
+  return result
+
+
+def run_isolated_benchmark(cfg, variants: Sequence[Variant]) -> List[VariantTiming]:
+  """The original (cfg.original_repo) and then every variant, each in a process of
+  its own (its own peak memory; TF1 graph mode is process-wide); ratios to the
+  original."""
+  results = []
+  with tempfile.TemporaryDirectory(prefix="sagan_bench_") as tmp:
+    cfg_path = os.path.join(tmp, "config.json")
+    with open(cfg_path, "w") as f:
+      json.dump(config_lib.to_dict(cfg), f)
+    rows = [(ORIGINAL, ["-m", "sagan_tf.tools.original_bench",
+                        f"--original_repo={os.path.abspath(cfg.original_repo)}"])]
+    rows += [(v.name, ["-m", "sagan_tf.bench", f"--variant={v.name}"]) for v in variants]
+    for i, (label, args) in enumerate(rows):
+      out_path = os.path.join(tmp, f"row{i}.json")
+      cmd = [sys.executable] + args + [f"--config_json={cfg_path}", f"--out={out_path}"]
+      results.append(_run_row(cmd, out_path, label, cfg.verbose))
+      set_ratios(results)
+  return results
+
+
 def _bench_train(cfg, strategy) -> int:
   variants = parse_variants(cfg.bench_variants)
   n = strategy.num_replicas_in_sync
@@ -389,16 +478,25 @@ def _bench_train(cfg, strategy) -> int:
         f"{cfg.bench_repeats} repeats x {cfg.bench_iters} iterations, median.", flush=True)
   load_before = load_average()
   gflops = matmul_gflops()
-  results = run_train_benchmark(cfg, variants, strategy)
+  if cfg.original_repo:
+    results = run_isolated_benchmark(cfg, variants)
+  else:
+    results = run_train_benchmark(cfg, variants, strategy)
   load_after = load_average()
   print(format_table(results))
   rss = peak_rss_mb()
+  memory = (f"peak resident memory of each row's own process (peak MiB), this one "
+            f"{rss:.0f} MiB" if cfg.original_repo else f"peak resident memory {rss:.0f} MiB "
+            "(this process, every variant)")
   print(f"load average before/after: {load_before} / {load_after}; float32 matmul "
-        f"yardstick {gflops:.0f} GFLOP/s; peak resident memory {rss:.0f} MiB.\n"
+        f"yardstick {gflops:.0f} GFLOP/s; {memory}.\n"
         "(cpu s/iter = process CPU time, all threads: steadier than wall time when other "
         "processes share the CPU. GFLOP/s = the convolutions' and matmuls' FLOP per "
-        "iteration (train/flops.py) / s/iter; % peak = that / the estimated peak.)",
-        flush=True)
+        "iteration (train/flops.py; the original's from its own graph) / s/iter; % peak = "
+        "that / the estimated peak. tensor MiB = TensorFlow's allocator at its peak during "
+        "the row, from building the models to the last iteration: weights, slots, "
+        "activations, temporaries (train/memory.py; on the CPU with the BFC allocator "
+        "that run.sh turns on, else n/a).)", flush=True)
   if cfg.json:
     info = platform_info.cpu_info()
     write_json(cfg.json, results, {"what": "train", "load_average_before": load_before,
@@ -407,7 +505,8 @@ def _bench_train(cfg, strategy) -> int:
                                    "onednn": platform_info.onednn_enabled(),
                                    "load_average_after": load_after,
                                    "matmul_gflops": gflops, "peak_rss_mb": rss,
-                                   "replicas": n})
+                                   "replicas": n,
+                                   "ratios_to": ORIGINAL if cfg.original_repo else "first"})
     print(f"wrote {cfg.json}")
   return 0
 
@@ -418,6 +517,8 @@ def bench(cfg, typed=None) -> int:
   typed: the fields the user typed (config.merge; None = cfg's differences
   from its preset).
   """
+  if cfg.original_repo:
+    check_original_request(cfg)
   strategy = make_strategy(config_lib.merge("bench", cfg, typed))
   cfg = config_lib.merge("bench", cfg, typed, num_replicas=strategy.num_replicas_in_sync,
                          bf16_hardware=platform_info.cpu_info().bf16_hardware)
@@ -496,3 +597,26 @@ def _bench_eval(cfg) -> int:
                               "samples_per_s": n / (g + c), "classifier": what,
                               "peak_rss_mb": rss})
   return 0
+
+
+# ------------------------------------------------------------------ row process
+def _row_main(argv=None) -> int:
+  """One port variant in this process (run_isolated_benchmark's rows)."""
+  p = argparse.ArgumentParser(description="one bench row (run by ./run.sh bench)")
+  p.add_argument("--variant", required=True)
+  p.add_argument("--config_json", required=True, help="config.to_dict of the bench run")
+  p.add_argument("--out", required=True, help="where the timing JSON goes")
+  args = p.parse_args(argv)
+  with open(args.config_json) as f:
+    cfg = config_lib.from_dict(json.load(f))
+  strategy = make_strategy(cfg)
+  result = time_train_variant(cfg, parse_variant(args.variant), strategy, cfg.bench_repeats,
+                              cfg.bench_iters)
+  result.peak_rss_mb = peak_rss_mb()
+  with open(args.out, "w") as f:
+    json.dump(dataclasses.asdict(result), f)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(_row_main())

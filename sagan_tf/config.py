@@ -244,6 +244,10 @@ class Config:
   bench_repeats: int = _f(3, "bench: timed repeats (median reported).", kind=BENCH)
   bench_iters: int = _f(3, "bench: iterations per timed repeat.", kind=BENCH)
   json: str = _f("", "bench: also write results to this JSON path.", kind=BENCH)
+  original_repo: str = _f(
+      "", "bench: a checkout of the original code (brain-research/self-attention-gan at "
+      "ad9612e): also time its training iteration, side by side; every row then runs "
+      "in its own process (its own peak memory).", kind=BENCH)
 
   # ------------------------------------------------------------------ derived
   @property

@@ -63,11 +63,13 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, k: int) -> tf.Tensor:
     if k == 1:
       cols = tf.reshape(x, [-1, cin])
     else:
-      p = k // 2
-      xp = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-      # [B, H, W, k*k*Cin], tap-major then Cin: the layout of w reshaped to [k*k*Cin, Cout].
-      shifted = [xp[:, i:i + h, j:j + wd, :] for i in range(k) for j in range(k)]
-      cols = tf.reshape(tf.concat(shifted, axis=-1), [-1, k * k * cin])
+      # [B, H, W, k*k*Cin], tap-major then Cin: the layout of w reshaped to
+      # [k*k*Cin, Cout]. One op writes the patch matrix, zero-padded (SAME):
+      # no padded copy of x, no k*k shifted slices beside their concatenation
+      # (which held ~2x the matrix at once; BUILD_NOTES.md, Speed).
+      patches = tf.image.extract_patches(x, sizes=[1, k, k, 1], strides=[1, 1, 1, 1],
+                                         rates=[1, 1, 1, 1], padding="SAME")
+      cols = tf.reshape(patches, [-1, k * k * cin])
     dw = tf.matmul(cols, tf.reshape(dy, [-1, cout]), transpose_a=True)
     return tf.reshape(dw, [k, k, cin, cout])
   p = k // 2

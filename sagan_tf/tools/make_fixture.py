@@ -47,16 +47,29 @@ def _config(preset, batch_size, num_classes, gf_dim, df_dim):
     if v:
       over[k] = v
   cfg = Config.preset(preset, **over)
+  original_functions(cfg)
+  return cfg
+
+
+def original_functions(cfg):
+  """(generator, discriminator) function names of the original that build cfg's
+  architecture; UserError naming what the original cannot build."""
   if cfg.image_size != 128:
-    raise UserError(f"--preset={preset} is {cfg.image_size}x{cfg.image_size}; the original "
-                    "code builds 128x128 models only: use imagenet128 or imagenet128_feat64")
+    raise UserError(f"--preset={cfg.preset} is {cfg.image_size}x{cfg.image_size}; the "
+                    "original code builds 128x128 models only: use imagenet128 or "
+                    "imagenet128_feat64")
   if tuple(cfg.g_attention_res) != tuple(cfg.d_attention_res) or \
       tuple(cfg.g_attention_res) not in _FUNCTIONS:
-    raise UserError(f"--preset={preset}: attention at G {cfg.g_attention_res} / D "
+    raise UserError(f"--preset={cfg.preset}: attention at G {cfg.g_attention_res} / D "
                     f"{cfg.d_attention_res} has no original function")
   if 2 * cfg.df_dim < 8:
     raise UserError(f"--df_dim={cfg.df_dim}: the original D's attention needs 2*df_dim >= 8")
-  return cfg
+  base = Config()
+  for name in ("g_mults", "d_mults", "attention_variant"):
+    if getattr(cfg, name) != getattr(base, name):
+      raise UserError(f"{name}={getattr(cfg, name)!r}: the original builds "
+                      f"{getattr(base, name)!r} only")
+  return _FUNCTIONS[tuple(cfg.g_attention_res)]
 
 
 def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
@@ -67,7 +80,7 @@ def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
   mods = original_shim.import_original(original_repo)
   model = mods["model"]
   flags = model.FLAGS
-  g_fn_name, d_fn_name = _FUNCTIONS[tuple(cfg.g_attention_res)]
+  g_fn_name, d_fn_name = original_functions(cfg)
   g_fn, d_fn = getattr(mods["generator"], g_fn_name), getattr(mods["discriminator"], d_fn_name)
   b, c = cfg.batch_size, cfg.num_classes
   start = time.time()

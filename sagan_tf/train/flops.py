@@ -46,16 +46,16 @@ def op_flops(op) -> int:
   return 0
 
 
-def batch_dependent_flops(concrete_function, num_inputs: int) -> int:
-  """Sum of op_flops over the ops downstream of the first num_inputs inputs
-  of a traced function (its data; later inputs are captured variables)."""
-  graph = concrete_function.graph
-  frontier = [t.op for t in graph.inputs[:num_inputs]]
+def downstream_flops(start_ops, keep=lambda op: True) -> int:
+  """Sum of op_flops over the ops reachable from `start_ops` through consumers,
+  walking only through ops for which keep(op) is True (a function's or a TF1
+  graph's ops alike)."""
+  frontier = list(start_ops)
   seen = set()
   total = 0
   while frontier:
     op = frontier.pop()
-    if op.name in seen:
+    if op.name in seen or not keep(op):
       continue
     seen.add(op.name)
     if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
@@ -63,6 +63,12 @@ def batch_dependent_flops(concrete_function, num_inputs: int) -> int:
     total += op_flops(op)
     frontier.extend(c for out in op.outputs for c in out.consumers())
   return total
+
+
+def batch_dependent_flops(concrete_function, num_inputs: int) -> int:
+  """Sum of op_flops over the ops downstream of the first num_inputs inputs
+  of a traced function (its data; later inputs are captured variables)."""
+  return downstream_flops([t.op for t in concrete_function.graph.inputs[:num_inputs]])
 
 
 def generator_flops(generator, z_dim: int, batch: int) -> int:
