@@ -57,8 +57,9 @@ def test_a_cached_shapes_classifier_of_another_rendering_is_retrained(tmp_path):
   meta_path = tmp_path / "shapes_classifier_32_0" / "meta.json"
   meta = json.loads(meta_path.read_text())
   assert meta["rendering"] == shapes.RENDERING_VERSION
+  calls = pool.calls
   classifiers.shapes_classifier(str(tmp_path), image_size=32, seed=0, pool_fn=pool, **tiny)
-  calls = pool.calls  # the second call loaded it
+  assert pool.calls == calls  # same rendering: loaded, not retrained
   meta_path.write_text(json.dumps(dict(meta, rendering=shapes.RENDERING_VERSION - 1)))
   again = classifiers.shapes_classifier(str(tmp_path), image_size=32, seed=0,
                                         pool_fn=pool, **tiny)
