@@ -1,5 +1,7 @@
 """The shapes classifier: accurate on held-out real shapes, trained once, cached."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,22 @@ def test_a_cached_shapes_classifier_of_another_architecture_is_retrained(tmp_pat
                                       train_images=10, test_images=50, max_epochs=0)
   assert net.test_accuracy < 0.5  # retrained (0 epochs here), not the stale 1.0
   assert net(np.zeros([2, 32, 32, 3], np.float32))["features"].shape == (2, 128)
+
+
+def test_a_cached_shapes_classifier_of_another_rendering_is_retrained(tmp_path):
+  pool = _CountingPool()
+  tiny = dict(train_images=10, test_images=50, max_epochs=0)
+  first = classifiers.shapes_classifier(str(tmp_path), image_size=32, seed=0,
+                                        pool_fn=pool, **tiny)
+  meta_path = tmp_path / "shapes_classifier_32_0" / "meta.json"
+  meta = json.loads(meta_path.read_text())
+  assert meta["rendering"] == shapes.RENDERING_VERSION
+  calls = pool.calls
+  classifiers.shapes_classifier(str(tmp_path), image_size=32, seed=0, pool_fn=pool, **tiny)
+  assert pool.calls == calls  # same rendering: loaded, not retrained
+  meta_path.write_text(json.dumps(dict(meta, rendering=shapes.RENDERING_VERSION - 1)))
+  again = classifiers.shapes_classifier(str(tmp_path), image_size=32, seed=0,
+                                        pool_fn=pool, **tiny)
+  assert pool.calls > calls  # trained on the current rendering's images
+  assert json.loads(meta_path.read_text())["rendering"] == shapes.RENDERING_VERSION
+  assert again.test_accuracy == first.test_accuracy  # same seed, same data: same net

@@ -36,6 +36,12 @@ CLASS_NAMES = ("circle", "square", "triangle", "ring", "cross", "star",
                "ellipse", "pentagon", "L-shape", "heart")
 SPLITS = ("train", "test", "heldout")
 
+# Bumped whenever a seed would render other images: what was trained on the
+# shapes (the cached classifier, and through its weights the cached real
+# statistics) names the rendering it saw. 1: the rendering described above
+# (the classifier caches written before this number existed are of it).
+RENDERING_VERSION = 1
+
 # Training pool: this many images, fewer if they would exceed the memory
 # budget (large image sizes). Tests may lower it.
 DEFAULT_POOL_SIZE = 20_000

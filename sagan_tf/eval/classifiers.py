@@ -249,7 +249,8 @@ def shapes_classifier(cache_dir: str, image_size: int = 32, seed: int = 0,
   part 0 to train, `max_epochs` at most, stopping once part 1 (validation)
   reaches `target_accuracy`; its accuracy on part 2 (test) is recorded and
   logged (a warning below `min_accuracy`: the metric would mean little).
-  Weights live in `cache_dir/shapes_classifier_<size>_<seed>/`.
+  Weights live in `cache_dir/shapes_classifier_<size>_<seed>/`; weights trained
+  on another `shapes.RENDERING_VERSION` than the current one are retrained.
 
   Args:
     pool_fn: (n, size, seed, part) -> (uint8 images [n, size, size, 3],
@@ -272,6 +273,9 @@ def shapes_classifier(cache_dir: str, image_size: int = 32, seed: int = 0,
         model.set_weights([npz[f"w{i}"] for i in range(len(npz.files))])
       with tf.io.gfile.GFile(meta_path) as f:
         meta = json.load(f)
+      if meta.get("rendering", 1) != shapes.RENDERING_VERSION:
+        raise ValueError(f"trained on shapes rendering {meta.get('rendering', 1)}, "
+                         f"the data is rendering {shapes.RENDERING_VERSION}")
       logging.info("Loaded the shapes classifier from %s (test accuracy %.4f).",
                    directory, meta["test_accuracy"])
     except (ValueError, KeyError, OSError) as e:  # other architecture, damaged file
@@ -361,6 +365,6 @@ def _train_shapes_classifier(model, pool_fn, image_size, seed, num_classes,
   logging.info("Shapes classifier trained in %.1f s (%d epochs): held-out test "
                "accuracy %.4f.", time.time() - start, epochs, test_accuracy)
   return {"image_size": image_size, "seed": seed, "num_classes": num_classes,
-          "train_images": train_images, "epochs": epochs,
-          "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
+          "rendering": shapes.RENDERING_VERSION, "train_images": train_images,
+          "epochs": epochs, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
           "test_images": test_images}
