@@ -106,11 +106,16 @@ if [ $# -gt 0 ] && [[ "$1" != -* ]]; then mode="$1"; shift; fi
 case "$mode" in
   test)
     # Same command as README.md and .ci/run. --fast: everything not marked slow.
+    # Two pytest workers (pytest-xdist): much of a test is single-threaded
+    # Python (tracing, graph building, process start-up), so two of them keep
+    # both cores busy (BUILD_NOTES.md, "The test suite on two cores").
+    # SAGAN_TEST_WORKERS=0 runs in one process.
+    workers=(-n "${SAGAN_TEST_WORKERS:-2}" --dist worksteal)
     if [ "${1:-}" = "--fast" ]; then
       shift
-      exec "$PY" -m pytest tests -q -m "not slow" "$@"
+      exec "$PY" -m pytest tests -q "${workers[@]}" -m "not slow" "$@"
     fi
-    exec "$PY" -m pytest tests -q "$@" ;;
+    exec "$PY" -m pytest tests -q "${workers[@]}" "$@" ;;
   convert)
     if [ $# -eq 0 ] || [[ "$1" == -* ]]; then
       echo "usage: ./run.sh convert {imagenet_to_tfrecords|folder_to_tfrecords|tfds_to_tfrecords|inspect_tfrecords} [--flags]" >&2

@@ -17,8 +17,18 @@ from sagan_tf import export as export_lib
 from tool_fixtures import perturbed_generator, tiny_config
 
 
+def _inode(path):
+  try:
+    return os.stat(path).st_ino
+  except FileNotFoundError:
+    return None
+
+
 def _snapshot(version_dir):
-  """{relative path: size} of every file under version_dir (what a poll sees)."""
+  """{relative path: size} of every file under version_dir (what a poll sees);
+  None when the folder was renamed away or replaced during the walk (a walk
+  is not atomic: it would list part of the old folder and none of the new)."""
+  before = _inode(version_dir)
   out = {}
   for parent, _, files in os.walk(version_dir):
     for f in files:
@@ -27,7 +37,7 @@ def _snapshot(version_dir):
         out[os.path.relpath(path, version_dir)] = os.path.getsize(path)
       except OSError:
         pass  # removed between the listing and the stat
-  return out
+  return out if before is not None and _inode(version_dir) == before else None
 
 
 class _Poller(threading.Thread):
@@ -43,7 +53,9 @@ class _Poller(threading.Thread):
         continue
       for name in names:
         if name.isdigit():
-          self.seen.append(_snapshot(os.path.join(self.root, name)))
+          snapshot = _snapshot(os.path.join(self.root, name))
+          if snapshot is not None:
+            self.seen.append(snapshot)
       time.sleep(0.001)  # let the export run (the GIL)
 
 
