@@ -72,6 +72,52 @@ def original_functions(cfg):
   return _FUNCTIONS[tuple(cfg.g_attention_res)]
 
 
+def original_training_graph(mods, cfg, z, y_fake, x_real, y_real,
+                            step_counters: bool = False) -> dict:
+  """The original's training graph, wired as `model.py` / `train_imagenet.py` do.
+
+  In the current graph: G (training mode) in scope G_train, D on real images
+  (updating D's `u`) in D_real, D on G's images (`NO_OPS`) in D_fake,
+  `model.py`'s hinge losses, one TF1 AdamOptimizer per network with
+  `model.py`'s flag defaults, D's and then G's `apply_gradients` under
+  UPDATE_OPS. step_counters: each update counts into its own variable
+  (`d_step`, `g_step`), as the public fixture's graph does. Returns the
+  tensors and ops by name ("forward_variables": the global variables before
+  the optimisers made their slots).
+  """
+  import tensorflow as tf
+  v1 = tf.compat.v1
+  model, flags, c = mods["model"], mods["model"].FLAGS, cfg.num_classes
+  g_name, d_name = original_functions(cfg)
+  g_fn, d_fn = getattr(mods["generator"], g_name), getattr(mods["discriminator"], d_name)
+  t = {}
+  with tf.name_scope("G_train"):
+    t["g_train"] = g_fn(z, y_fake, cfg.gf_dim, c, is_training=True)
+  with tf.name_scope("D_real"):
+    t["d_real"] = d_fn(x_real, y_real, cfg.df_dim, c, update_collection=None)
+  with tf.name_scope("D_fake"):
+    t["d_fake"] = d_fn(t["g_train"], y_fake, cfg.df_dim, c, update_collection="NO_OPS")
+  t["d_loss_real"] = model._get_d_real_loss(t["d_real"])
+  t["d_loss_fake"] = model._get_d_fake_loss(t["d_fake"])
+  t["d_loss"] = t["d_loss_real"] + t["d_loss_fake"]
+  t["g_loss"] = model._get_g_loss(t["d_fake"])
+  t["forward_variables"] = v1.global_variables()
+  t["d_vars"] = [v for v in v1.trainable_variables() if v.op.name.startswith("model/d_")]
+  t["g_vars"] = [v for v in v1.trainable_variables() if v.op.name.startswith("model/g_")]
+  d_opt = v1.train.AdamOptimizer(flags.discriminator_learning_rate, beta1=flags.beta1)
+  g_opt = v1.train.AdamOptimizer(flags.generator_learning_rate, beta1=flags.beta1)
+  t["d_grads"] = d_opt.compute_gradients(t["d_loss"], var_list=t["d_vars"])
+  t["g_grads"] = g_opt.compute_gradients(t["g_loss"], var_list=t["g_vars"])
+  with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+    t["d_step"] = (v1.get_variable("d_step", initializer=0, trainable=False)
+                   if step_counters else None)
+    t["d_train"] = d_opt.apply_gradients(t["d_grads"], global_step=t["d_step"])
+    t["g_step"] = (v1.get_variable("g_step", initializer=0, trainable=False)
+                   if step_counters else None)
+    t["g_train_op"] = g_opt.apply_gradients(t["g_grads"], global_step=t["g_step"])
+  return t
+
+
 def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
   """Runs the original and writes a fixture for cfg's size into out_dir."""
   original_shim.disable_eager()
@@ -99,29 +145,15 @@ def record(original_repo: str, out_dir: str, cfg, iterations: int = 1) -> None:
           "x_real": v1.placeholder(tf.float32, [b, 128, 128, 3], "x_real"),
           "y_real": v1.placeholder(tf.int64, [b], "y_real")}
     global_step = v1.train.get_or_create_global_step()
-    with tf.name_scope("G_train"):
-      g_train = g_fn(ph["z"], ph["y_fake"], cfg.gf_dim, c, is_training=True)
-    with tf.name_scope("D_real"):
-      d_real = d_fn(ph["x_real"], ph["y_real"], cfg.df_dim, c, update_collection=None)
-    with tf.name_scope("D_fake"):
-      d_fake = d_fn(g_train, ph["y_fake"], cfg.df_dim, c, update_collection="NO_OPS")
-    d_loss_real = model._get_d_real_loss(d_real)
-    d_loss_fake = model._get_d_fake_loss(d_fake)
-    d_loss = d_loss_real + d_loss_fake
-    g_loss = model._get_g_loss(d_fake)
-    all_vars = v1.global_variables()
-    d_vars = [v for v in v1.trainable_variables() if v.op.name.startswith("model/d_")]
-    g_vars = [v for v in v1.trainable_variables() if v.op.name.startswith("model/g_")]
-    d_opt = v1.train.AdamOptimizer(flags.discriminator_learning_rate, beta1=flags.beta1)
-    g_opt = v1.train.AdamOptimizer(flags.generator_learning_rate, beta1=flags.beta1)
-    d_grads = d_opt.compute_gradients(d_loss, var_list=d_vars)
-    g_grads = g_opt.compute_gradients(g_loss, var_list=g_vars)
-    update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
-    with tf.control_dependencies(update_ops):
-      d_step = v1.get_variable("d_step", initializer=0, trainable=False)
-      d_train = d_opt.apply_gradients(d_grads, global_step=d_step)
-      g_step = v1.get_variable("g_step", initializer=0, trainable=False)
-      g_train_op = g_opt.apply_gradients(g_grads, global_step=g_step)
+    t = original_training_graph(mods, cfg, ph["z"], ph["y_fake"], ph["x_real"], ph["y_real"],
+                                step_counters=True)
+    g_train, d_real, d_fake = t["g_train"], t["d_real"], t["d_fake"]
+    d_loss_real, d_loss_fake = t["d_loss_real"], t["d_loss_fake"]
+    d_loss, g_loss = t["d_loss"], t["g_loss"]
+    all_vars, d_vars, g_vars = t["forward_variables"], t["d_vars"], t["g_vars"]
+    d_grads, g_grads = t["d_grads"], t["g_grads"]
+    d_train, g_train_op = t["d_train"], t["g_train_op"]
+    d_step, g_step = t["d_step"], t["g_step"]
     global_inc = v1.assign_add(global_step, 1)
     with tf.name_scope("G_eval"):
       g_eval = g_fn(ph["z"], ph["y_fake"], cfg.gf_dim, c, is_training=False)

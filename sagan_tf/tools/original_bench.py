@@ -43,7 +43,7 @@ import numpy as np
 from sagan_tf import config as config_lib
 from sagan_tf.compat import original_shim
 from sagan_tf.errors import UserError
-from sagan_tf.tools.make_fixture import original_functions
+from sagan_tf.tools.make_fixture import original_training_graph
 from sagan_tf.train import flops, memory
 
 NAME = "original"
@@ -62,10 +62,6 @@ def build(mods, cfg, seed: int = 0):
   """(graph, init op, [G train op, D train op, step increment], FLOP per iteration)."""
   import tensorflow as tf
   v1 = tf.compat.v1
-  g_name, d_name = original_functions(cfg)
-  g_fn, d_fn = getattr(mods["generator"], g_name), getattr(mods["discriminator"], d_name)
-  model = mods["model"]
-  flags = model.FLAGS
   b, c, s = cfg.batch_size, cfg.num_classes, cfg.image_size
   rs = np.random.RandomState(seed)
   images = rs.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
@@ -80,23 +76,8 @@ def build(mods, cfg, seed: int = 0):
     x_real.set_shape([b, s, s, 3])
     z = v1.random_normal([b, cfg.z_dim], dtype=tf.float32, name="z")
     y_fake = tf.squeeze(v1.multinomial(tf.zeros([b, c]), 1), axis=1, name="y_fake")
-    with tf.name_scope("G_train"):
-      fake = g_fn(z, y_fake, cfg.gf_dim, c)
-    with tf.name_scope("D_real"):
-      d_real = d_fn(x_real, y_real, cfg.df_dim, c, update_collection=None)
-    with tf.name_scope("D_fake"):
-      d_fake = d_fn(fake, y_fake, cfg.df_dim, c, update_collection="NO_OPS")
-    d_loss = model._get_d_real_loss(d_real) + model._get_d_fake_loss(d_fake)
-    g_loss = model._get_g_loss(d_fake)
-    d_vars = [v for v in v1.trainable_variables() if v.op.name.startswith("model/d_")]
-    g_vars = [v for v in v1.trainable_variables() if v.op.name.startswith("model/g_")]
-    d_opt = v1.train.AdamOptimizer(flags.discriminator_learning_rate, beta1=flags.beta1)
-    g_opt = v1.train.AdamOptimizer(flags.generator_learning_rate, beta1=flags.beta1)
-    d_grads = d_opt.compute_gradients(d_loss, var_list=d_vars)
-    g_grads = g_opt.compute_gradients(g_loss, var_list=g_vars)
-    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
-      d_train = d_opt.apply_gradients(d_grads)
-      g_train = g_opt.apply_gradients(g_grads)
+    t = original_training_graph(mods, cfg, z, y_fake, x_real, y_real)
+    d_train, g_train = t["d_train"], t["g_train_op"]
     increment = v1.assign_add(global_step, 1)
     f_g = _forward_flops([z, y_fake], "G_train")
     f_d = _forward_flops([x_real, y_real], "D_real")
