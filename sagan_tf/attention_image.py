@@ -1,8 +1,9 @@
 """Attention maps as pictures (numpy only): keys to pixels, colour ramp, panels.
 
 The one rendering of self-attention probabilities, shared by `./run.sh
-attention` (tools/attention_maps.py, which documents the pictures) and the
-training loop's TensorBoard images (train/summaries.py).
+attention` (tools/attention_maps.py, which documents the pictures), the
+training loop's TensorBoard images (train/summaries.py) and the maps training
+writes of its final generator (`write_pngs`).
 
 Keys to pixels (`attention_map`): the "paper" variant has one key per
 position of the layer's H x W grid; the "original" variant's keys are the
@@ -14,10 +15,12 @@ layer position (y * H // image_size, x * W // image_size).
 
 from __future__ import annotations
 
-from typing import List, Tuple
+import os
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from sagan_tf import image_grid as grid_lib
 from sagan_tf.errors import UserError
 
 # Inferno-like ramp: (position, RGB) control points, linear in between.
@@ -139,3 +142,37 @@ def image_panels(image: np.ndarray, query_probs: np.ndarray, queries, grid: int,
     panels.append(mark(panel, centre(y), centre(x), colour, arm))
     mark(first, centre(y), centre(x), colour, arm)
   return panels
+
+
+def write_pngs(images: np.ndarray, query_probs: Mapping[str, Tuple[int, np.ndarray]],
+               labels: Sequence[int], queries, output_dir: str, per_class: int = 1,
+               target_pixels: int = 128) -> Dict[str, List[str]]:
+  """Per attention layer, one PNG per image and a grid.png of all of them.
+
+  Args:
+    images: uint8 [B, S, S, 3] generated images.
+    query_probs: {layer: (grid, [B, len(queries), Nk])}.
+    labels: the B images' classes (file names class<cccc>_<ii>.png, ii = the
+      image's index within its class when each class has `per_class` images
+      in a row).
+    queries: [(y, x)] image pixels.
+    output_dir: files go to output_dir/<layer, "/" -> "_">/.
+    target_pixels: panels are upscaled (nearest) to about this size.
+  Returns:
+    {layer: [paths]}, grid.png last.
+  """
+  factor = max(1, target_pixels // images.shape[1])
+  written = {}
+  for name, (grid, probs) in query_probs.items():
+    folder = os.path.join(output_dir, name.replace("/", "_"))
+    paths, all_panels = [], []
+    for b in range(len(labels)):
+      panels = image_panels(images[b], probs[b], queries, int(grid), factor)
+      all_panels += panels
+      fname = f"class{int(labels[b]):04d}_{b % per_class:02d}.png"
+      paths.append(grid_lib.save_image_grid(np.stack(panels), os.path.join(folder, fname),
+                                            ncols=len(panels), pad=2))
+    paths.append(grid_lib.save_image_grid(np.stack(all_panels), os.path.join(folder, "grid.png"),
+                                          ncols=len(queries) + 1, pad=2))
+    written[name] = paths
+  return written

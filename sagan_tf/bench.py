@@ -476,6 +476,11 @@ def _bench_train(cfg, strategy) -> int:
         f"{cfg.num_classes} classes, gf_dim {cfg.gf_dim}, df_dim {cfg.df_dim}), "
         f"per-replica batch {cfg.per_replica_batch(n)} x {n} replica(s); "
         f"{cfg.bench_repeats} repeats x {cfg.bench_iters} iterations, median.", flush=True)
+  eigen = device_type(strategy) == "CPU" and not platform_info.onednn_enabled()
+  default = cfg.precision + ("+xla" if config_lib.xla_by_default(
+      dataclasses.replace(cfg, jit_compile=False), eigen) else "")
+  print(f"Training this model here runs {default} unless told otherwise "
+        "(--precision, --jit_compile).", flush=True)
   load_before = load_average()
   gflops = matmul_gflops()
   if cfg.original_repo:

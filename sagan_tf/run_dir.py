@@ -15,8 +15,10 @@ through tf.io.gfile):
                        evaluation), TensorBoard scalars, real-
                        image statistics (the eval mode)
     export/<step>/     SavedModel versions (the export mode; --export_dir)
-    samples_tool/, attention/   PNGs of the sample and attention tools
-                       (their OUTPUT_SUBDIR; --output_dir)
+    attention/step_XXXXXXX/<layer>/   attention maps of the final generator
+                       (written when training ends)
+    samples_tool/, attention/<layer>/   PNGs of the sample and attention
+                       tools (their OUTPUT_SUBDIR; --output_dir)
     events.out.tfevents.*   TensorBoard scalars and images
 
 A mode that reads a trained run gets its Config from `run_config` (the run's
@@ -67,6 +69,7 @@ CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
 EVAL_SUBDIR = "eval"
 EXPORT_SUBDIR = "export"
+ATTENTION_SUBDIR = "attention"
 CHECKPOINT_PREFIX = "ckpt"
 
 # Children of the tf.train.Checkpoint that hold models (as TF1-name tables).
@@ -97,6 +100,12 @@ def samples_dir(model_dir: str) -> str:
 
 def sample_path(model_dir: str, step: int) -> str:
   return _join(samples_dir(model_dir), f"step_{int(step):07d}.png")
+
+
+def final_attention_dir(model_dir: str, step: int) -> str:
+  """MODEL_DIR/attention/step_XXXXXXX: the attention maps training writes of
+  its final generator (the attention tool writes MODEL_DIR/attention/<layer>)."""
+  return _join(model_dir, ATTENTION_SUBDIR, f"step_{int(step):07d}")
 
 
 def eval_dir(model_dir: str) -> str:

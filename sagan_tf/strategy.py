@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
 
+from sagan_tf import platform_info
 from sagan_tf.errors import UserError
 
 
@@ -139,6 +140,19 @@ def _split_cpu(n: int):
                       "initialises its devices; run it in a fresh process (the "
                       "training command does).") from e
   return [d.name for d in tf.config.list_logical_devices("CPU")][:n]
+
+
+def cpu_backend(cfg) -> Optional[str]:
+  """The CPU kernels make_strategy(cfg)'s replicas run: "eigen" (oneDNN off)
+  or "onednn"; None when they are TPUs (--tpu) or GPUs (visible, and no
+  --num_cpu_devices split, which TF_CONFIG overrides). Safe before
+  make_strategy: it lists physical devices only."""
+  if cfg.tpu:
+    return None
+  cpu_split = cfg.num_cpu_devices > 1 and not os.environ.get("TF_CONFIG")
+  if not cpu_split and tf.config.list_physical_devices("GPU"):
+    return None
+  return "onednn" if platform_info.onednn_enabled() else "eigen"
 
 
 def worker_info(strategy) -> Tuple[int, int, bool]:

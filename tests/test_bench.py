@@ -51,6 +51,8 @@ def test_bench_writes_every_variant_with_ratios_to_the_first(tmp_path, capsys):
   table = capsys.readouterr().out
   assert "float32+spl2" in table and "peak resident memory" in table
   assert pi.describe() in table and "% peak" in table
+  # A 32x32 model: training's default is the plain float32 row on any CPU.
+  assert "Training this model here runs float32 unless told otherwise" in table
 
 
 def test_variant_names_parse_to_precision_xla_and_steps_per_loop():

@@ -6,7 +6,10 @@ import pytest
 from absl import flags
 
 from sagan_tf import config as config_lib
+from sagan_tf import platform_info as pi
 from sagan_tf.config import Config, ConfigError
+
+import cpuinfo_fixtures as cpuinfo
 
 
 def test_imagenet128_preset_is_the_original_setting():
@@ -158,6 +161,68 @@ def test_bench_context_defaults_apply_only_to_what_was_not_typed():
   # The same rules never touch another mode (train's own rule sets only model_dir).
   assert config_lib.merge("train", imagenet, typed=set()) == dataclasses.replace(
       imagenet, model_dir="runs/imagenet128-data")
+
+
+def test_train_compiles_128px_float32_models_on_eigen_cpus_unless_typed():
+  imagenet = Config.preset("imagenet128")
+  merge = lambda cfg, typed=frozenset(), **ctx: config_lib.merge("train", cfg, typed, **ctx)
+  assert merge(imagenet, cpu_backend="eigen").jit_compile
+  assert merge(Config.preset("imagenet128_feat64"), cpu_backend="eigen").jit_compile
+  # Not on oneDNN CPUs, GPUs, TPUs (eigen_cpu False or unknown), not in
+  # bfloat16, not for the demo, not against a typed --nojit_compile.
+  assert not merge(imagenet, cpu_backend="onednn").jit_compile
+  assert not merge(imagenet).jit_compile
+  assert not merge(dataclasses.replace(imagenet, precision="bfloat16"), {"precision"},
+                   cpu_backend="eigen").jit_compile
+  assert not merge(Config.preset("demo"), {"preset"}, cpu_backend="eigen").jit_compile
+  assert not merge(dataclasses.replace(imagenet, image_size=64), {"image_size"},
+                   cpu_backend="eigen").jit_compile
+  assert merge(dataclasses.replace(Config.preset("demo"), image_size=128),
+               {"preset", "image_size"}, cpu_backend="eigen").jit_compile
+  # 128x128 records make a 128x128 model (the data-facts rule runs first).
+  assert merge(Config.preset("demo"), {"preset"}, cpu_backend="eigen",
+               data_image_size=128).jit_compile
+  assert not merge(imagenet, {"jit_compile"}, cpu_backend="eigen").jit_compile
+  # Other modes never: bench's variants say +xla themselves.
+  assert not config_lib.merge("bench", imagenet, set(), cpu_backend="eigen").jit_compile
+
+
+def test_cpu_backend_fact_follows_the_strategy_and_onednn(monkeypatch):
+  from sagan_tf import strategy  # pylint: disable=g-import-not-at-top
+  cfg = Config.preset("imagenet128")
+  monkeypatch.setattr(pi, "onednn_enabled", lambda: False)
+  assert strategy.cpu_backend(cfg) == "eigen"  # this machine has no GPU
+  assert strategy.cpu_backend(dataclasses.replace(cfg, tpu="local")) is None
+  monkeypatch.setattr(strategy.tf.config, "list_physical_devices",
+                      lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
+  assert strategy.cpu_backend(cfg) is None  # a GPU takes the step
+  split = dataclasses.replace(cfg, num_cpu_devices=2)
+  assert strategy.cpu_backend(split) == "eigen"
+  monkeypatch.setattr(pi, "onednn_enabled", lambda: True)
+  assert strategy.cpu_backend(split) == "onednn"
+  monkeypatch.setenv("TF_CONFIG", "{}")  # multi-worker ignores the CPU split
+  assert strategy.cpu_backend(split) is None
+
+
+def test_the_demo_trains_the_wider_bfloat16_model_on_amx_cpus_with_onednn():
+  demo = Config.preset("demo")
+  amx = dict(cpu_backend="onednn", cpu_kind=pi.parse_cpuinfo(cpuinfo.INTEL_SAPPHIRE_RAPIDS).kind)
+  cfg = config_lib.merge("train", demo, {"preset"}, **amx)
+  assert (cfg.gf_dim, cfg.df_dim, cfg.batch_size, cfg.precision, cfg.train_steps) == (
+      32, 32, 32, "bfloat16", 6500)
+  assert not cfg.jit_compile
+  # A typed flag wins; the others still follow the CPU.
+  typed = config_lib.merge("train", dataclasses.replace(demo, batch_size=16),
+                           {"preset", "batch_size"}, **amx)
+  assert (typed.batch_size, typed.gf_dim) == (16, 32)
+  # AVX2 (Eigen), oneDNN switched off by hand, or another preset: unchanged.
+  for ctx in (dict(cpu_backend="eigen", cpu_kind=pi.parse_cpuinfo(cpuinfo.AMD_ZEN3).kind),
+              dict(amx, cpu_backend="eigen"),
+              dict(cpu_backend="onednn", cpu_kind=pi.parse_cpuinfo(cpuinfo.INTEL_SKYLAKE).kind),
+              {}):
+    assert config_lib.merge("train", demo, {"preset"}, **ctx) == demo.validate(), ctx
+  imagenet = Config.preset("imagenet128")
+  assert config_lib.merge("train", imagenet, set(), **amx).gf_dim == imagenet.gf_dim
 
 
 def test_differences_compare_what_the_models_build():

@@ -90,3 +90,25 @@ def test_self_eval_scores_step_0_and_the_end_and_prints_them_side_by_side(tmp_pa
   assert "step 0" in out and "step 2" in out
   assert f"{start['fcd']:.5g}" in out and f"{end['fcd']:.5g}" in out
   assert "target class consistency" in out
+  # The box after the table names every picture and the JSON, and they exist.
+  box = out[out.index("The final generator's pictures and scores"):]
+  rows = dict(line.strip("| ").split("  ", 1) for line in box.splitlines()[2:-1])
+  rows = {k.strip(): v.strip() for k, v in rows.items()}
+  assert rows["Samples (one row per class)"] == run_dir.sample_path(cfg.model_dir, 2)
+  assert rows["Evaluation"] == run_dir.eval_result_path(cfg.model_dir, 2, end["kind"])
+  assert rows["TensorBoard"] == f"tensorboard --logdir {cfg.model_dir}"
+  maps = {k: v for k, v in rows.items() if k.startswith("Attention maps")}
+  assert len(maps) == 1  # the tiny model's one generator attention layer
+  (grid_png,) = maps.values()
+  assert grid_png.startswith(run_dir.final_attention_dir(cfg.model_dir, 2))
+  for path in [*rows.values()][:-1]:
+    assert tf.io.gfile.exists(path), path
+  # One image per sample-grid row (every class) beside the grid: the
+  # classes' first columns, each [image | 5 query panels] wide.
+  folder = grid_png.rsplit("/", 1)[0]
+  names = sorted(tf.io.gfile.listdir(folder))
+  assert names == sorted(["grid.png"] + [f"class{c:04d}_00.png" for c in range(cfg.num_classes)])
+  grid = tf.io.decode_png(tf.io.read_file(grid_png)).numpy()
+  panel = tf.io.decode_png(tf.io.read_file(f"{folder}/class0000_00.png")).numpy()
+  assert grid.shape[1] == panel.shape[1]
+  assert grid.shape[0] > panel.shape[0] * (cfg.num_classes - 0.5)

@@ -1,6 +1,8 @@
 """The table `./run.sh` prints after the demo: the end of a run beside step 0.
 
-`format_report(end, start)` takes two results of `run.Evaluator` (dicts as
+`format_outputs(...)` is the box after it (and after any training run): where
+the final sample grid, attention maps, evaluation JSON and TensorBoard events
+are. `format_report(end, start)` takes two results of `run.Evaluator` (dicts as
 written to MODEL_DIR/eval/step_XXXXXXX.json) and returns text: each metric at
 step 0 and at the end, the FCD ratio, the real-vs-real floor, FCD per class
 (so that colour or pose collapse inside one class shows) and, for the shapes
@@ -9,7 +11,7 @@ classifier, whether the demo's targets are met.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sagan_tf.data.shapes import CLASS_NAMES
 
@@ -84,3 +86,27 @@ def _targets(end: Mapping, start: Optional[Mapping]) -> List[str]:
   else:
     lines.append("  target FCD <= 1/100 of step 0: no step-0 result in MODEL_DIR/eval")
   return lines
+
+
+def format_box(rows: Sequence[Tuple[str, str]], title: str) -> str:
+  """[(label, text)] as a framed block: the labels in one column, the texts
+  beside them, never cut (paths must stay copyable)."""
+  width = max(len(label) for label, _ in rows)
+  body = [f"{label.ljust(width)}  {text}" for label, text in rows]
+  inner = max(len(title), *(len(line) for line in body))
+  rule = "=" * (inner + 4)
+  return "\n".join([rule, f"| {title.ljust(inner)} |", rule,
+                    *(f"| {line.ljust(inner)} |" for line in body), rule])
+
+
+def format_outputs(model_dir: str, samples: str, attention: Mapping[str, str],
+                   eval_json: Optional[str]) -> str:
+  """The box at the end of training: the final sample grid (one row per
+  class), the attention maps of the final generator ({layer: grid.png}),
+  the final evaluation's JSON (None: not evaluated) and TensorBoard."""
+  rows = [("Samples (one row per class)", samples)]
+  rows += [(f"Attention maps, {name}", path) for name, path in attention.items()]
+  if eval_json:
+    rows.append(("Evaluation", eval_json))
+  rows.append(("TensorBoard", f"tensorboard --logdir {model_dir}"))
+  return format_box(rows, "The final generator's pictures and scores")

@@ -31,12 +31,13 @@ import tensorflow as tf
 from sagan_tf import image_grid as grid_lib
 from sagan_tf import run_dir
 from sagan_tf.attention_image import (  # noqa: F401 (attention_map ... : this tool's API)
-    attention_map, colormap, image_panels, mark, overlay, parse_queries, query_index, upscale)
+    attention_map, colormap, image_panels, mark, overlay, parse_queries, query_index, upscale,
+    write_pngs)
 from sagan_tf.errors import UserError
 from sagan_tf.export import sample_latents
 from sagan_tf.tools import run_generator
 
-OUTPUT_SUBDIR = "attention"
+OUTPUT_SUBDIR = run_dir.ATTENTION_SUBDIR
 DEFAULT_CLASSES = 4
 TARGET_PIXELS = 128
 BATCH = 8
@@ -71,22 +72,11 @@ def write_attention_maps(generator, cfg, output_dir: str) -> Dict[str, List[str]
   y = np.repeat(np.asarray(labels, np.int32), per_class)
   z = sample_latents(len(y), cfg.z_dim, cfg.seed, t).numpy()
   images, layers = _attention_rows(generator, z, y, queries, size)
-  factor = max(1, TARGET_PIXELS // size)
-  written = {}
-  for name, (grid, probs) in layers.items():
-    folder = os.path.join(output_dir, name.replace("/", "_"))
-    paths, all_panels = [], []
-    for b in range(len(y)):
-      panels = image_panels(images[b], probs[b], queries, grid, factor)
-      all_panels += panels
-      fname = f"class{int(y[b]):04d}_{b % per_class:02d}.png"
-      paths.append(grid_lib.save_image_grid(np.stack(panels), os.path.join(folder, fname),
-                                            ncols=len(panels), pad=2))
-    paths.append(grid_lib.save_image_grid(np.stack(all_panels), os.path.join(folder, "grid.png"),
-                                          ncols=len(queries) + 1, pad=2))
-    written[name] = paths
+  written = write_pngs(images, layers, y, queries, output_dir, per_class, TARGET_PIXELS)
+  for name, paths in written.items():
+    grid, probs = layers[name]
     logging.info("Attention layer %s (%dx%d, %d keys): wrote %d PNGs to %s.", name, grid, grid,
-                 probs.shape[-1], len(paths), folder)
+                 probs.shape[-1], len(paths), os.path.dirname(paths[-1]))
   return written
 
 

@@ -31,9 +31,9 @@ PACKAGES = ("sagan_tf", "tfrecords_tools")
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("sagan_tf", "sagan_tf.errors", "sagan_tf.atomic_write", "sagan_tf.platform_info",
      "sagan_tf.quiet_start"),
-    ("sagan_tf.config", "sagan_tf.image_grid", "sagan_tf.attention_image"),  # no TensorFlow
+    ("sagan_tf.config", "sagan_tf.image_grid"),                 # no TensorFlow
     ("sagan_tf.losses", "sagan_tf.layers", "sagan_tf.data",
-     "sagan_tf.compat"),
+     "sagan_tf.compat", "sagan_tf.attention_image"),            # attention_image: numpy
     ("sagan_tf.models",),
     ("sagan_tf.run_dir", "sagan_tf.strategy"),                  # config.json, checkpoints; devices
     ("sagan_tf.eval", "sagan_tf.export"),

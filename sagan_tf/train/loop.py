@@ -49,18 +49,20 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf import attention_image
 from sagan_tf import config as config_lib
+from sagan_tf import platform_info
 from sagan_tf import run_dir
 from sagan_tf.data import make_dataset, parse_dataset_spec, tfrecords_source
 from sagan_tf.data import translate_data_error
 from sagan_tf.errors import UserError, storage_error, storage_errors
 from sagan_tf.eval import report
 from sagan_tf.eval import run as eval_run
-from sagan_tf.image_grid import image_grid, save_image_grid
+from sagan_tf.image_grid import image_grid, save_image_grid, to_rgb_uint8
 from sagan_tf.train import setup
 from sagan_tf.train import step as step_lib
 from sagan_tf.train import summaries
-from sagan_tf.strategy import make_strategy, worker_info
+from sagan_tf.strategy import cpu_backend, make_strategy, worker_info
 
 SAMPLE_COLUMNS = 8
 SAMPLE_MAX_ROWS = 10
@@ -176,7 +178,13 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
       raise UserError(f"--{field}={getattr(cfg, field)} but {_FACT_SOURCES[name]} of "
                       f"--dataset={cfg.dataset} say {value}; leave --{field} out (it "
                       "then comes from the data) or convert the data again.")
-  cfg = config_lib.merge("train", cfg, typed, **facts)
+  plain = config_lib.merge("train", cfg, typed, **facts)
+  cfg = config_lib.merge("train", cfg, typed, cpu_backend=cpu_backend(cfg),
+                         cpu_kind=platform_info.cpu_info().kind, **facts)
+  by_cpu = config_lib.differences(plain, cfg, config_lib.KINDS)
+  if by_cpu:
+    logging.info("Chosen for this machine (%s): %s. A typed flag overrides each.",
+                 platform_info.describe(), "; ".join(by_cpu))
   for name, value in facts.items():
     field = name[len("data_"):]
     if field not in typed:
@@ -440,13 +448,19 @@ class Trainer:
         # builds the classifier and real statistics before any training time
         # is spent, so a misconfigured evaluation stops the run early.
         self._save(0)
-        evaluator = self._self_evaluate(None, first=True)
+        evaluator = self._self_evaluate(None, first=True)[0]
       status = self._loop(iterator, start, checkpoint)
     finally:
       self.writer.flush()
       self.writer.close()
-    if status == 0 and cfg.self_eval:
-      self._self_evaluate(evaluator, first=False)
+    if status != 0:
+      return status
+    step = int(self.step_var.numpy())
+    attention = self._write_final_attention(step)
+    eval_path = self._self_evaluate(evaluator, first=False)[1] if cfg.self_eval else None
+    if self.chief:
+      print(report.format_outputs(self.model_dir, run_dir.sample_path(self.model_dir, step),
+                                  attention, eval_path), flush=True)
     return status
 
   def _loop(self, iterator, start: int, checkpoint) -> int:
@@ -641,17 +655,18 @@ class Trainer:
 
     return sample_fn
 
-  def _make_attention_fn(self):
+  def _make_attention_fn(self, rows: Optional[int] = summaries.ATTENTION_IMAGES):
     """tf.function -> (images [A, S, S, 3], {layer: (grid, query probs)}) of
     the sample generator for the first column of the sample grid's first
-    summaries.ATTENTION_IMAGES rows (replica 0); None without attention."""
+    `rows` rows (None: all; replica 0); None without attention. The
+    function's `queries` and `labels` attributes say what it draws."""
     cfg, strategy = self.cfg, self.strategy
     generator = self._sample_generator()
     if not generator.attention_layers():
       return None
     z, labels = sample_inputs(cfg)
-    z = z[::SAMPLE_COLUMNS][:summaries.ATTENTION_IMAGES]
-    labels = labels[::SAMPLE_COLUMNS][:summaries.ATTENTION_IMAGES]
+    z = z[::SAMPLE_COLUMNS][:rows]
+    labels = labels[::SAMPLE_COLUMNS][:rows]
     queries = summaries.attention_queries(cfg.image_size)
 
     def attention_replica():
@@ -666,7 +681,24 @@ class Trainer:
       return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], out)
 
     attention_fn.queries = queries
+    attention_fn.labels = labels.numpy()
     return attention_fn
+
+  def _write_final_attention(self, step: int) -> Dict[str, str]:
+    """The attention maps of the final sample generator, one image per row
+    of the sample grid (its first column), as PNGs under
+    run_dir.final_attention_dir; {layer: its grid.png} ({} without
+    attention). Every worker computes, the chief writes."""
+    attention_fn = self._make_attention_fn(rows=None)
+    if attention_fn is None:
+      return {}
+    images, layers = attention_fn()
+    if not self.chief:
+      return {}
+    written = attention_image.write_pngs(
+        to_rgb_uint8(images.numpy()), {k: (int(g), p.numpy()) for k, (g, p) in layers.items()},
+        attention_fn.labels, attention_fn.queries, run_dir.final_attention_dir(self.model_dir, step))
+    return {name: paths[-1] for name, paths in written.items()}
 
   def _write_samples(self, step: int):
     images = self.sample_fn().numpy()  # every worker (same steps), chief writes
@@ -712,9 +744,10 @@ class Trainer:
   # ------------------------------------------------------------ evaluation
   def _self_evaluate(self, evaluator, first: bool):
     """--self_eval: scores the latest checkpoint; after the last step prints it
-    beside the step-0 result. Returns the Evaluator (classifier and real
-    statistics) for reuse. Generation and scoring run over the strategy's
-    replicas; every worker takes part, the chief writes and prints."""
+    beside the step-0 result. Returns (the Evaluator (classifier and real
+    statistics) for reuse, the result's JSON path). Generation and scoring
+    run over the strategy's replicas; every worker takes part, the chief
+    writes and prints."""
     cfg = self.cfg
     try:
       evaluator = evaluator or eval_run.Evaluator(cfg, self.strategy)
@@ -730,7 +763,7 @@ class Trainer:
     if not first and self.chief:
       start = eval_run.read_result(cfg, 0, kind=result["kind"])
       print(report.format_report(result, start), flush=True)
-    return evaluator
+    return evaluator, run_dir.eval_result_path(cfg.model_dir, step, eval_run.result_kind(result))
 
 
 class _NoSignals:
