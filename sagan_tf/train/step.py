@@ -61,20 +61,36 @@ def replica_info():
   return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
 
 
+# Bits of each Philox draw that make one z (normal_from_bits).
+Z_BITS = 23
+
+
 def standard_normal(shape, seed):
   """float32 N(0, 1) of `shape`, a function of the int64 [2] `seed` only.
 
-  The inverse normal CDF of Philox bits: the same numbers (to float32
-  rounding) on CPU, GPU, under XLA and on a TPU. `tf.random.stateless_normal`
-  is not: its XLA kernel (and its AUTO_SELECT algorithm on a TPU) draws other
-  numbers than the CPU kernel for the same seed, which would make a compiled
-  step train on different z than the uncompiled one. u = (k + 0.5) / 2^24,
-  k uniform in [0, 2^24): in (0, 1), so |z| < 5.4.
+  The inverse normal CDF of Philox bits (normal_from_bits): the same numbers
+  (to float32 rounding) on CPU, GPU, under XLA and on a TPU.
+  `tf.random.stateless_normal` is not: its XLA kernel (and its AUTO_SELECT
+  algorithm on a TPU) draws other numbers than the CPU kernel for the same
+  seed, which would make a compiled step train on different z than the
+  uncompiled one.
   """
   bits = tf.random.stateless_uniform(shape, seed=seed, minval=None, maxval=None,
                                      dtype=tf.uint32, alg="philox")
-  k = tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32))
-  return tf.math.ndtri((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -24))
+  return normal_from_bits(bits)
+
+
+def normal_from_bits(bits):
+  """uint32 bits -> float32 ndtri(u), u = (k + 0.5) / 2^23, k = the top 23 bits.
+
+  u is exact in float32 and in (0, 1): (k + 0.5) < 2^23 has a free bit for
+  the half, so u runs from 2^-24 to 1 - 2^-24 and |z| <= 5.2947. With 24
+  bits, k + 0.5 rounds to k + 1 for k >= 2^23, and k = 2^24 - 1 gave u = 1,
+  z = +inf: one draw in 2^24, which made the demo's losses non-finite after
+  ~2,000-2,400 iterations (BUILD_NOTES, "Stateless z and fake labels").
+  """
+  k = tf.bitwise.right_shift(bits, tf.constant(32 - Z_BITS, tf.uint32))
+  return tf.math.ndtri((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -Z_BITS))
 
 
 def generator_inputs(cfg, step, draw: int, per_replica_batch: int):
