@@ -427,11 +427,13 @@ def _bench_large(fn):
 
 
 # train compiles with XLA unless --jit_compile is typed when the step runs on
-# a CPU with Eigen kernels (context fact `eigen_cpu`) in float32 at this image
-# size or more: measured 1.5-1.7x the uncompiled imagenet128 iteration on an
-# AVX2 CPU (BUILD_NOTES, Speed, "XLA by default on Eigen CPUs"). The 32x32
-# demo model was no faster compiled (and would pay the compile at every
-# start), oneDNN CPUs and GPUs were not measured faster, a TPU compiles anyway.
+# a CPU with Eigen kernels (context fact `cpu_backend` "eigen") in float32 at
+# this image size or more: measured 1.1-1.6x the uncompiled imagenet128
+# iteration on an AVX2 CPU, depending on the day, and the only variant at
+# 1.4-1.7x the original there (BUILD_NOTES, Speed, "XLA by default on Eigen
+# CPUs at 128x128"). The 32x32 demo model was no faster compiled (and would
+# pay the compile at every start), oneDNN CPUs and GPUs were not measured
+# faster, a TPU compiles anyway.
 XLA_ON_EIGEN_MIN_IMAGE_SIZE = 128
 
 
