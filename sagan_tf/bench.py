@@ -98,7 +98,7 @@ from sagan_tf.layers import fast_conv
 from sagan_tf.models.generator import build_generator
 from sagan_tf.train import flops, memory, setup
 from sagan_tf.train import step as step_lib
-from sagan_tf.strategy import make_strategy
+from sagan_tf.strategy import cpu_backend, make_strategy
 from sagan_tf.tools import make_fixture, original_bench
 
 ALL_TRAIN_VARIANTS = ("float32", "bfloat16", "float32+xla", "bfloat16+xla", "float32+spl10")
@@ -476,9 +476,8 @@ def _bench_train(cfg, strategy) -> int:
         f"{cfg.num_classes} classes, gf_dim {cfg.gf_dim}, df_dim {cfg.df_dim}), "
         f"per-replica batch {cfg.per_replica_batch(n)} x {n} replica(s); "
         f"{cfg.bench_repeats} repeats x {cfg.bench_iters} iterations, median.", flush=True)
-  eigen = device_type(strategy) == "CPU" and not platform_info.onednn_enabled()
-  default = cfg.precision + ("+xla" if config_lib.xla_by_default(
-      dataclasses.replace(cfg, jit_compile=False), eigen) else "")
+  default = cfg.precision + (
+      "+xla" if config_lib.xla_by_default(cfg, cpu_backend(cfg) == "eigen") else "")
   print(f"Training this model here runs {default} unless told otherwise "
         "(--precision, --jit_compile).", flush=True)
   load_before = load_average()

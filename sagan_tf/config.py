@@ -439,7 +439,7 @@ XLA_ON_EIGEN_MIN_IMAGE_SIZE = 128
 
 def xla_by_default(cfg: "Config", eigen_cpu: bool) -> bool:
   """Whether train compiles cfg's step when --jit_compile is not typed."""
-  return (cfg.jit_compile or eigen_cpu and cfg.precision == "float32" and
+  return (eigen_cpu and cfg.precision == "float32" and
           cfg.image_size >= XLA_ON_EIGEN_MIN_IMAGE_SIZE)
 
 
