@@ -360,8 +360,9 @@ def _demo() -> Config:
   Sized so that training takes ~12 minutes on a 2-core AVX2 CPU: width 24
   (0.47M G / 0.34M D parameters), batch 16, float32 (no bf16 arithmetic on
   such CPUs), learning rates above the original's; see BUILD_NOTES.md,
-  "The demo preset", for the measurements behind each choice. On an AMX CPU
-  with oneDNN, train trains a wider bfloat16 model instead (DEMO_ON_AMX).
+  "The demo preset", for the measurements behind each choice. On a CPU with
+  bf16 hardware and oneDNN, train trains a wider bfloat16 model instead
+  (DEMO_ON_BF16_CPU).
   """
   return Config(
       image_size=32, num_classes=10, z_dim=128, gf_dim=24, df_dim=24,
@@ -447,21 +448,23 @@ def _xla_on_eigen_cpu(cfg, ctx):
   return True if xla_by_default(cfg, ctx.get("cpu_backend") == "eigen") else None
 
 
-# The demo on an AMX CPU with oneDNN (context facts `cpu_kind`, `cpu_backend`):
-# there this model trains at ~7.5 iterations/s in bfloat16 (native conv
-# gradients) and reached class consistency 0.73 after 6,500 iterations in 14.5
-# minutes (issue 13's measurement); on AVX2 CPUs it runs at ~1.8 iterations/s
-# (1,600 in 15 minutes, too few to learn the classes), so the preset's own
-# smaller float32 model stays (BUILD_NOTES, "The demo preset").
-DEMO_ON_AMX = dict(gf_dim=32, df_dim=32, batch_size=32, precision="bfloat16",
-                   train_steps=6500)
+# The demo on a CPU with bf16 hardware (AMX or AVX512_BF16) whose TensorFlow
+# runs oneDNN (context facts `bf16_hardware`, `cpu_backend`): there this model
+# trains at ~7.3-7.6 iterations/s in bfloat16 with the native conv gradients
+# (an AMX Xeon: class consistency 0.73 after 6,500 iterations in 14.5 minutes,
+# issue 13's measurement; an AVX-512-BF16 AMD EPYC: 0.137 s/iteration); on
+# AVX2 CPUs it runs at ~1.8 iterations/s in float32 (1,600 in 15 minutes, too
+# few to learn the classes), so the preset's own smaller float32 model stays
+# (BUILD_NOTES, "The demo on CPUs with bf16 hardware").
+DEMO_ON_BF16_CPU = dict(gf_dim=32, df_dim=32, batch_size=32, precision="bfloat16",
+                        train_steps=6500)
 
 
-def _demo_on_amx(field: str):
+def _demo_on_bf16_cpu(field: str):
   def rule(cfg, ctx):
     if (cfg.preset == "demo" and ctx.get("cpu_backend") == "onednn" and
-        ctx.get("cpu_kind") == platform_info.KIND_AMX):
-      return DEMO_ON_AMX[field]
+        ctx.get("bf16_hardware")):
+      return DEMO_ON_BF16_CPU[field]
     return None
   return rule
 
@@ -514,7 +517,7 @@ CONTEXT_DEFAULTS = (
                    lambda cfg, ctx: TPU_STEPS_PER_LOOP if cfg.tpu else None),
     ContextDefault("image_size", ("train",), lambda cfg, ctx: ctx.get("data_image_size")),
     ContextDefault("num_classes", ("train",), lambda cfg, ctx: ctx.get("data_num_classes")),
-    *(ContextDefault(field, ("train",), _demo_on_amx(field)) for field in DEMO_ON_AMX),
+    *(ContextDefault(field, ("train",), _demo_on_bf16_cpu(field)) for field in DEMO_ON_BF16_CPU),
     ContextDefault("jit_compile", ("train",), _xla_on_eigen_cpu),
     ContextDefault("model_dir", ("train",), lambda cfg, ctx: default_model_dir(cfg)),
     ContextDefault("batch_size", ("bench",), _bench_large(

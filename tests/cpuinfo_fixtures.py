@@ -45,3 +45,23 @@ processor\t: 0
 model name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz
 flags\t\t: fpu sse avx fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl
 """
+
+# AMD EPYC Zen 5 (family 26), as on a 2-vCPU cloud VM: AVX-512 with AVX512_BF16
+# and no AMX, for which TensorFlow turns oneDNN on. Flags shortened.
+AMD_ZEN5 = """\
+processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.120
+siblings\t: 2
+cpu cores\t: 2
+flags\t\t: fpu sse sse2 avx f16c fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512_vnni avx_vnni
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.120
+siblings\t: 2
+cpu cores\t: 2
+flags\t\t: fpu sse sse2 avx f16c fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512_vnni avx_vnni
+"""

@@ -204,25 +204,29 @@ def test_cpu_backend_fact_follows_the_strategy_and_onednn(monkeypatch):
   assert strategy.cpu_backend(split) is None
 
 
-def test_the_demo_trains_the_wider_bfloat16_model_on_amx_cpus_with_onednn():
+def test_the_demo_trains_the_wider_bfloat16_model_on_bf16_cpus_with_onednn():
   demo = Config.preset("demo")
-  amx = dict(cpu_backend="onednn", cpu_kind=pi.parse_cpuinfo(cpuinfo.INTEL_SAPPHIRE_RAPIDS).kind)
-  cfg = config_lib.merge("train", demo, {"preset"}, **amx)
-  assert (cfg.gf_dim, cfg.df_dim, cfg.batch_size, cfg.precision, cfg.train_steps) == (
-      32, 32, 32, "bfloat16", 6500)
-  assert not cfg.jit_compile
+  for cpu in (cpuinfo.INTEL_SAPPHIRE_RAPIDS, cpuinfo.AMD_ZEN5):  # AMX; AVX512_BF16 only
+    bf16 = dict(cpu_backend="onednn", bf16_hardware=pi.parse_cpuinfo(cpu).bf16_hardware)
+    cfg = config_lib.merge("train", demo, {"preset"}, **bf16)
+    assert (cfg.gf_dim, cfg.df_dim, cfg.batch_size, cfg.precision, cfg.train_steps) == (
+        32, 32, 32, "bfloat16", 6500)
+    assert not cfg.jit_compile
   # A typed flag wins; the others still follow the CPU.
   typed = config_lib.merge("train", dataclasses.replace(demo, batch_size=16),
-                           {"preset", "batch_size"}, **amx)
+                           {"preset", "batch_size"}, **bf16)
   assert (typed.batch_size, typed.gf_dim) == (16, 32)
-  # AVX2 (Eigen), oneDNN switched off by hand, or another preset: unchanged.
-  for ctx in (dict(cpu_backend="eigen", cpu_kind=pi.parse_cpuinfo(cpuinfo.AMD_ZEN3).kind),
-              dict(amx, cpu_backend="eigen"),
-              dict(cpu_backend="onednn", cpu_kind=pi.parse_cpuinfo(cpuinfo.INTEL_SKYLAKE).kind),
+  # AVX2 (Eigen), oneDNN switched off by hand, AVX-512 without bf16, or another
+  # preset: unchanged.
+  for ctx in (dict(cpu_backend="eigen",
+                   bf16_hardware=pi.parse_cpuinfo(cpuinfo.AMD_ZEN3).bf16_hardware),
+              dict(bf16, cpu_backend="eigen"),
+              dict(cpu_backend="onednn",
+                   bf16_hardware=pi.parse_cpuinfo(cpuinfo.INTEL_SKYLAKE).bf16_hardware),
               {}):
     assert config_lib.merge("train", demo, {"preset"}, **ctx) == demo.validate(), ctx
   imagenet = Config.preset("imagenet128")
-  assert config_lib.merge("train", imagenet, set(), **amx).gf_dim == imagenet.gf_dim
+  assert config_lib.merge("train", imagenet, set(), **bf16).gf_dim == imagenet.gf_dim
 
 
 def test_differences_compare_what_the_models_build():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cpuinfo_fixtures import AMD_ZEN3, INTEL_SAPPHIRE_RAPIDS, INTEL_SKYLAKE
+from cpuinfo_fixtures import AMD_ZEN3, AMD_ZEN5, INTEL_SAPPHIRE_RAPIDS, INTEL_SKYLAKE
 from sagan_tf import platform_info as pi
 
 
@@ -31,6 +31,16 @@ def test_amd_avx2_machine():
   # BUILD_NOTES "Speed": 2 cores x 2.45 GHz x 32 FLOP/cycle = 157 GFLOP/s.
   assert info.peak_flops("float32") / 1e9 == pytest.approx(156.5, abs=0.1)
   assert info.peak_flops("bfloat16") == info.peak_flops("float32")   # no bf16 units
+
+
+def test_amd_avx512_bf16_machine_without_amx():
+  info = pi.parse_cpuinfo(AMD_ZEN5)
+  assert (info.model, info.kind, info.bf16_hardware) == ("AMD EPYC", "AVX-512", True)
+  assert (info.logical_cpus, info.physical_cores) == (2, 2)
+  assert info.onednn_default({}) is True          # TensorFlow's rule: AVX512_BF16/VNNI
+  # 2 cores x 2.596 GHz x 64 (float32) / 128 (bf16 dot products) FLOP/cycle.
+  assert info.peak_flops("float32") == pytest.approx(2 * 2.59612e9 * 64)
+  assert info.peak_flops("bfloat16") == pytest.approx(2 * 2.59612e9 * 128)
 
 
 def test_avx512_without_vnni_or_bf16_keeps_onednn_off_by_default():

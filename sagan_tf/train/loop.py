@@ -180,7 +180,7 @@ def train(cfg, dataset_fn: Optional[Callable] = None, typed=None) -> int:
                       "then comes from the data) or convert the data again.")
   plain = config_lib.merge("train", cfg, typed, **facts)
   cfg = config_lib.merge("train", cfg, typed, cpu_backend=cpu_backend(cfg),
-                         cpu_kind=platform_info.cpu_info().kind, **facts)
+                         bf16_hardware=platform_info.cpu_info().bf16_hardware, **facts)
   by_cpu = config_lib.differences(plain, cfg, config_lib.KINDS)
   if by_cpu:
     logging.info("Chosen for this machine (%s): %s. A typed flag overrides each.",
