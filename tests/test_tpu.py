@@ -86,6 +86,13 @@ def test_whole_iteration_compiles_as_one_xla_call_with_the_uncompiled_weights():
   worst = max(out["max_abs_diff"].values())
   assert worst <= 2 * out["lr"] * out["steps"], sorted(out["max_abs_diff"].items(),
                                                        key=lambda kv: -kv[1])[:5]
+  # As a CPU trains it (step.loop_in_xla_by_default: XLA:CPU's convolutions in
+  # a compiled loop are slow): the host loops (a While op) over an XLA call of
+  # one iteration (no HLO while), and the weights are the same to rounding.
+  assert any("While" in op for op in out["host_loop_ops"]) and not out["host_loop_hlo_while"]
+  beyond = {k: v for k, v in out["host_loop_beyond_rounding"].items() if v}
+  assert sum(beyond.values()) <= out["elements"] // 1000, beyond
+  assert max(out["host_loop_max_abs_diff"].values()) <= 2 * out["lr"] * out["steps"]
 
 
 # Graph ops the host part of a whole-call-compiled train function may hold:

@@ -24,19 +24,3 @@ def test_step_compiles_with_jit_in_bfloat16_and_losses_are_finite(tmp_path):
   assert losses, log[-2000:]
   assert all(np.isfinite(float(v)) for v in losses[-1])
 
-
-def test_training_warns_of_an_xla_loop_on_a_cpu_only_where_it_compiles_one():
-  """XLA:CPU's convolutions inside a compiled loop are ~100x slower (step.py):
-  the predicate behind training's warning holds only for a CPU with one device,
-  --jit_compile and steps_per_loop > 1."""
-  import dataclasses
-  import tensorflow as tf
-  from sagan_tf.train import step
-  default = tf.distribute.get_strategy()
-  cfg = th.tiny_config(jit_compile=True, steps_per_loop=3)
-  assert step.slow_xla_loop_on_cpu(default, cfg)
-  assert not step.slow_xla_loop_on_cpu(default, dataclasses.replace(cfg, steps_per_loop=1))
-  assert not step.slow_xla_loop_on_cpu(default, dataclasses.replace(cfg, jit_compile=False))
-  # MirroredStrategy compiles only the gradient functions, never the loop.
-  mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
-  assert not step.slow_xla_loop_on_cpu(mirrored, cfg)

@@ -1,6 +1,8 @@
 """Worker of test_tpu.py's XLA test: one call of 3 iterations compiled whole
-(jit_compile=True, one CPU device) and uncompiled, from the same initial
-weights and batches; prints one JSON line of what the test asserts."""
+(jit_compile=True, one CPU device, the loop inside XLA as on a TPU), the same
+call as a CPU trains it (each iteration one XLA call, looped on the host) and
+uncompiled, from the same initial weights and batches; prints one JSON line
+of what the test asserts."""
 
 import dataclasses
 import json
@@ -32,11 +34,11 @@ def weights(models):
           for v in getattr(models, name).variables}
 
 
-def trained(cfg):
+def trained(cfg, loop_in_xla=None):
   strategy = tf.distribute.get_strategy()
   models = setup.build_gan(cfg, strategy)
   step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-  train_fn = step.make_train_function(strategy, models, cfg, step_var)
+  train_fn = step.make_train_function(strategy, models, cfg, step_var, loop_in_xla)
   out = train_fn(iter(batches(cfg, cfg.steps_per_loop * cfg.d_steps)))
   assert bool(out["finite"]) and int(step_var.numpy()) == cfg.steps_per_loop
   return models, train_fn, step_var
@@ -47,7 +49,13 @@ def main():
   assert step.compiles_whole_call(tf.distribute.get_strategy(), jit_cfg)
   initial = weights(setup.build_gan(CFG))
   reference, _, _ = trained(CFG)
-  models, train_fn, step_var = trained(jit_cfg)
+  models, train_fn, step_var = trained(jit_cfg, loop_in_xla=True)
+  assert not step.loop_in_xla_by_default()  # a CPU: the host loops over compiled calls
+  per_iteration, host_loop_fn, _ = trained(jit_cfg)
+  host_graph = host_loop_fn.get_concrete_function(iter(batches(CFG, 1))).graph
+  host_loop_hlo = host_loop_fn.compiled_call.experimental_get_compiler_ir(
+      tf.zeros([CFG.d_steps, CFG.batch_size, CFG.image_size, CFG.image_size, 3]),
+      tf.zeros([CFG.d_steps, CFG.batch_size], tf.int32), tf.constant(0, tf.int64))(stage="hlo")
 
   concrete = train_fn.get_concrete_function(iter(batches(CFG, 1)))
   ops = concrete.graph.get_operations()
@@ -63,7 +71,7 @@ def main():
                models.ema_generator.variables + models.g_optimizer.variables +
                models.d_optimizer.variables + [step_var])
 
-  a, b = weights(reference), weights(models)
+  a, b, c = weights(reference), weights(models), weights(per_iteration)
   print(json.dumps({
       "host_ops": sorted({op.type for op in ops}),
       "calls": len(calls),
@@ -77,6 +85,11 @@ def main():
       "max_abs_diff": {k: float(np.max(np.abs(a[k] - b[k]))) for k in a},
       "elements": int(sum(a[k].size for k in a)),
       "beyond_rounding": {k: int(np.sum(np.abs(a[k] - b[k]) > ROUNDING)) for k in a},
+      "host_loop_ops": sorted({op.type for op in host_graph.get_operations()}),
+      "host_loop_hlo_while": " while(" in host_loop_hlo,
+      "host_loop_max_abs_diff": {k: float(np.max(np.abs(a[k] - c[k]))) for k in a},
+      "host_loop_beyond_rounding": {k: int(np.sum(np.abs(a[k] - c[k]) > ROUNDING))
+                                    for k in a},
       "lr": max(CFG.lr_g, CFG.lr_d),
       "steps": CFG.steps_per_loop,
   }))

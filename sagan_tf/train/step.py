@@ -28,7 +28,6 @@ import dataclasses
 import functools
 from typing import Dict, Optional
 
-from absl import logging
 import tensorflow as tf
 
 from sagan_tf import losses
@@ -269,19 +268,22 @@ def compiles_whole_call(strategy, cfg) -> bool:
                  tf.distribute.TPUStrategy)))
 
 
-# XLA:CPU runs convolutions inside a compiled while loop about 100x slower than
-# the same convolutions in a compiled call of their own (one 3x3 conv and its
-# filter gradient, [32, 16, 16, 128]: 2.0 s against 17 ms per iteration on an
-# AMD EPYC Zen 5, oneDNN on or off; the demo's width-32 model 11.7 s against
-# 0.23 s). The whole-call form is the TPU's shape, so on a CPU it is kept for
-# the tests that stand in for a TPU and warned about in training.
-def slow_xla_loop_on_cpu(strategy, cfg) -> bool:
-  """True when one call compiles a steps_per_loop > 1 loop with XLA on a CPU."""
-  return (cfg.steps_per_loop > 1 and compiles_whole_call(strategy, cfg) and
-          not tf.config.list_physical_devices("GPU"))
+# XLA:CPU runs convolutions inside a compiled while loop 2-100x slower than
+# the same convolutions in a compiled call of their own: there the filter
+# gradient keeps a layout its Eigen kernel does not take and is emitted as
+# plain loops (one 3x3 conv and its filter gradient, [32, 16, 16, 128]: 2.0 s
+# against 17 ms per iteration on an AMD EPYC Zen 5, oneDNN on or off; the
+# demo's width-32 model 11.7 s against 0.23 s). So on a CPU each iteration is
+# its own XLA call, looped on the host; elsewhere the loop is compiled too
+# (the TPU's shape). BUILD_NOTES, "XLA:CPU and the steps_per_loop loop".
+def loop_in_xla_by_default() -> bool:
+  """Whether a whole-call-compiled train function compiles its loop too:
+  not on a CPU (no GPU visible)."""
+  return bool(tf.config.list_physical_devices("GPU"))
 
 
-def make_train_function(strategy, models: GANModels, cfg, step_var):
+def make_train_function(strategy, models: GANModels, cfg, step_var,
+                        loop_in_xla: Optional[bool] = None):
   """tf.function(iterator) -> metrics: cfg.steps_per_loop iterations on device.
 
   Each iteration takes cfg.d_steps batches from the distributed iterator and
@@ -295,15 +297,15 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
   and functions are closed over, as TPUStrategy requires. How much of the
   call XLA compiles depends on the strategy: see `compiles_whole_call`,
   `gradient_functions` and BUILD_NOTES ("The train step under XLA and TPU").
+  `loop_in_xla` (whole-call compilation only): whether the steps_per_loop
+  loop is inside the XLA computation too, or each iteration is one XLA call
+  in a host loop; None = `loop_in_xla_by_default()`.
   """
   n = cfg.steps_per_loop
-  if slow_xla_loop_on_cpu(strategy, cfg):
-    logging.warning("--jit_compile with --steps_per_loop=%d on a CPU compiles the loop "
-                    "with XLA, whose CPU convolutions inside a loop run ~100x slower: "
-                    "use --steps_per_loop=1 with --jit_compile here (BUILD_NOTES, \"XLA:CPU "
-                    "and the steps_per_loop loop\").", n)
   if compiles_whole_call(strategy, cfg):
-    return _whole_call_compiled(strategy, models, cfg, step_var)
+    if loop_in_xla is None:
+      loop_in_xla = loop_in_xla_by_default()
+    return _whole_call_compiled(strategy, models, cfg, step_var, loop_in_xla)
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   gradient_fns = gradient_functions(models, cfg.loss, jit_compile=cfg.jit_compile and not tpu)
   state_variables = finite_lib.state_variables(models)
@@ -330,14 +332,17 @@ def make_train_function(strategy, models: GANModels, cfg, step_var):
   return train_fn
 
 
-def _whole_call_compiled(strategy, models: GANModels, cfg, step_var):
-  """make_train_function for `compiles_whole_call`: the loop inside XLA.
+def _whole_call_compiled(strategy, models: GANModels, cfg, step_var, loop_in_xla: bool):
+  """make_train_function for `compiles_whole_call`: the state changes inside XLA.
 
-  XLA cannot read a tf.data iterator, so the call first takes its
-  steps_per_loop * d_steps batches and stacks them ([n * d_steps, b, ...]);
-  the compiled part loops over them. Device memory holds that many batches.
+  XLA cannot read a tf.data iterator, so each compiled call first takes its
+  iterations' batches and stacks them ([iterations * d_steps, b, ...]); the
+  compiled part loops over them. With `loop_in_xla` one compiled call runs
+  all steps_per_loop iterations (device memory holds that many batches);
+  without, each iteration is one compiled call in a host `tf.range` loop.
   """
   n, d_steps = cfg.steps_per_loop, cfg.d_steps
+  per_call = n if loop_in_xla else 1
   gradient_fns = gradient_functions(models, cfg.loss, jit_compile=False)  # inside XLA anyway
   state_variables = finite_lib.state_variables(models)
 
@@ -347,17 +352,28 @@ def _whole_call_compiled(strategy, models: GANModels, cfg, step_var):
       batches = [(images[i * d_steps + k], labels[i * d_steps + k]) for k in range(d_steps)]
       return replica_iteration(models, cfg, gradient_fns, batches, start + i)
 
-    metrics, finite = _run_loop(n, iteration)
-    step_var.assign_add(n)
+    metrics, finite = _run_loop(per_call, iteration)
+    step_var.assign_add(per_call)
     finite &= finite_lib.all_finite(state_variables)
     return dict(metrics, finite=finite)
 
-  @tf.function
-  def train_fn(iterator):
-    batches = [next(iterator) for _ in range(n * d_steps)]
+  def one_call(iterator):
+    batches = [next(iterator) for _ in range(per_call * d_steps)]
     images = tf.stack([x for x, _ in batches])
     labels = tf.stack([tf.cast(y, tf.int32) for _, y in batches])
     return strategy.run(compiled_call, args=(images, labels, step_var.read_value()))
+
+  @tf.function
+  def train_fn(iterator):
+    if per_call == n:
+      return one_call(iterator)
+    metrics = {k: tf.constant(0.0, tf.float32) for k in METRICS}
+    finite = tf.constant(True)
+    for _ in tf.range(n // per_call):
+      out = one_call(iterator)
+      metrics = {k: out[k] for k in METRICS}
+      finite &= out["finite"]
+    return dict(metrics, finite=finite)
 
   train_fn.compiled_call = compiled_call  # tests inspect its XLA program
   return train_fn
