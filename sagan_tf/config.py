@@ -37,7 +37,6 @@ from typing import AbstractSet, Any, Callable, Dict, FrozenSet, NamedTuple, Opti
 
 from absl import flags, logging
 
-from sagan_tf import platform_info
 from sagan_tf.errors import UserError
 
 

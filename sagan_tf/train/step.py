@@ -268,7 +268,7 @@ def compiles_whole_call(strategy, cfg) -> bool:
                  tf.distribute.TPUStrategy)))
 
 
-# XLA:CPU runs convolutions inside a compiled while loop 2-100x slower than
+# XLA:CPU runs convolutions inside a compiled while loop 50-120x slower than
 # the same convolutions in a compiled call of their own: there the filter
 # gradient keeps a layout its Eigen kernel does not take and is emitted as
 # plain loops (one 3x3 conv and its filter gradient, [32, 16, 16, 128]: 2.0 s
