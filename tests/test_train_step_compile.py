@@ -23,4 +23,3 @@ def test_step_compiles_with_jit_in_bfloat16_and_losses_are_finite(tmp_path):
   losses = re.findall(r"step 2/2  d_loss (\S+) \(real (\S+), fake (\S+)\)  g_loss (\S+)", log)
   assert losses, log[-2000:]
   assert all(np.isfinite(float(v)) for v in losses[-1])
-

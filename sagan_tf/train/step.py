@@ -365,11 +365,11 @@ def _whole_call_compiled(strategy, models: GANModels, cfg, step_var, loop_in_xla
 
   @tf.function
   def train_fn(iterator):
-    if per_call == n:
+    if per_call == n:  # the loop (if any) is inside the compiled call
       return one_call(iterator)
     metrics = {k: tf.constant(0.0, tf.float32) for k in METRICS}
     finite = tf.constant(True)
-    for _ in tf.range(n // per_call):
+    for _ in tf.range(n):
       out = one_call(iterator)
       metrics = {k: out[k] for k in METRICS}
       finite &= out["finite"]
