@@ -50,6 +50,7 @@ from sagan_tf.errors import storage_errors
 from sagan_tf.layers import attention as attention_lib
 from sagan_tf.layers import conditional_bn as bn_lib
 from sagan_tf.layers import spectral_norm as sn_lib
+from sagan_tf.layers.fast_conv import ConvPolicy
 from sagan_tf.models import generator as generator_lib
 
 INFO_FILE = "export_info.json"  # in <version>/assets.extra/ (TF Serving ignores it)
@@ -102,6 +103,10 @@ def fold_spectral_norm(layer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   return tf.cast(w_bar, tf.float32), bias
 
 
+# The exported model has no gradients: the policy that picks the cheapest forward.
+FORWARD_ONLY = ConvPolicy("native")
+
+
 class _Conv(tf.Module):
   """Folded SN conv (stride 1, SAME): kernel W / sigma [k,k,Cin,Cout], optional bias."""
 
@@ -111,8 +116,9 @@ class _Conv(tf.Module):
     self.kernel = tf.Variable(kernel, trainable=False, name="kernel")
     self.bias = None if bias is None else tf.Variable(bias, trainable=False, name="bias")
 
-  def __call__(self, x):
-    return sn_lib.conv(x, self.kernel, self.bias)
+  def __call__(self, x, upsample=False):
+    # Forward only: "native" gradients, so upsample + conv takes the sub-pixel form.
+    return sn_lib.conv(x, self.kernel, self.bias, FORWARD_ONLY, upsample)
 
 
 def _constants(module: tf.Module, layer, names) -> None:
@@ -160,7 +166,8 @@ class _Block(tf.Module):
     self.snconv3 = _Conv(block.snconv3, "snconv3")
 
   def __call__(self, x, classes):
-    out = generator_lib.up_block(x, lambda t: self.cbn_0(t, classes), self.snconv1,
+    out = generator_lib.up_block(x, lambda t: self.cbn_0(t, classes),
+                                 lambda t: self.snconv1(t, upsample=True),
                                  lambda t: self.cbn_1(t, classes), self.snconv2, self.snconv3)
     return out, None
 

@@ -48,6 +48,11 @@ FLOP_PER_CYCLE = {
     (KIND_AMX, "float32"): 64, (KIND_AMX, "bfloat16"): 1024,
 }
 AVX512_BF16_FLOP_PER_CYCLE = 128
+# AMD Zen 4 (family 25 with AVX-512) splits each 512-bit instruction over its
+# two 256-bit pipes: half the AVX-512 rates above (Zen 5, family 26, has
+# 512-bit pipes). Measured on a Zen 4, demo model: float32 at 147 GFLOP/s,
+# 89% of the halved estimate (BUILD_NOTES.md, "CPU facts in one module").
+HALF_WIDTH_AVX512 = (("AuthenticAMD", 25),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +63,8 @@ class CpuInfo:
   logical_cpus: int           # processors listed
   physical_cores: int         # logical_cpus / threads per core (SMT siblings share FMA pipes)
   mhz: Optional[float]        # mean "cpu MHz" (current or nominal clock), None when absent
+  vendor: str = ""            # "vendor_id", e.g. "AuthenticAMD", "GenuineIntel"
+  family: Optional[int] = None  # "cpu family" (AMD: 25 = Zen 3 / Zen 4, 26 = Zen 5)
 
   @property
   def kind(self) -> str:
@@ -80,11 +87,20 @@ class CpuInfo:
       return False
     return bool(ONEDNN_DEFAULT_FLAGS & self.flags)
 
+  @property
+  def avx512_on_256_bit_pipes(self) -> bool:
+    """AVX-512 executed as two 256-bit halves (AMD Zen 4)."""
+    return self.kind == KIND_AVX512 and (self.vendor, self.family) in HALF_WIDTH_AVX512
+
   def flop_per_cycle(self, precision: str) -> Optional[int]:
     """Estimated peak FLOP/cycle/core for 'float32' or 'bfloat16' (None: unknown kind)."""
     if self.kind == KIND_AVX512 and precision == "bfloat16" and self.bf16_hardware:
-      return AVX512_BF16_FLOP_PER_CYCLE
-    return FLOP_PER_CYCLE.get((self.kind, precision))
+      per_cycle = AVX512_BF16_FLOP_PER_CYCLE
+    else:
+      per_cycle = FLOP_PER_CYCLE.get((self.kind, precision))
+    if per_cycle and self.avx512_on_256_bit_pipes:
+      return per_cycle // 2
+    return per_cycle
 
   def peak_flops(self, precision: str, cores: Optional[int] = None) -> Optional[float]:
     """Estimated peak FLOP/s: cores x clock x FLOP/cycle (None when a factor is unknown).
@@ -103,7 +119,7 @@ def parse_cpuinfo(text: str, cpus_allowed: Optional[int] = None) -> CpuInfo:
   cpus_allowed: logical CPUs this process may use (sched_getaffinity); caps
   the core count (a container often sees every processor of the host).
   """
-  model, flags, mhz = "", None, []
+  model, flags, mhz, vendor, family = "", None, [], "", None
   logical, siblings, cores = 0, None, None
   for line in text.splitlines():
     key, sep, value = line.partition(":")
@@ -116,6 +132,10 @@ def parse_cpuinfo(text: str, cpus_allowed: Optional[int] = None) -> CpuInfo:
       model = value
     elif key in ("flags", "features") and flags is None:
       flags = frozenset(value.lower().split())
+    elif key == "vendor_id" and not vendor:
+      vendor = value
+    elif key == "cpu family" and family is None:
+      family = int(value) if value.isdigit() else None
     elif key == "cpu mhz":
       try:
         mhz.append(float(value))
@@ -135,7 +155,7 @@ def parse_cpuinfo(text: str, cpus_allowed: Optional[int] = None) -> CpuInfo:
   threads_per_core = siblings // cores if siblings and cores and siblings >= cores else 1
   return CpuInfo(model=model, flags=flags or frozenset(), logical_cpus=logical,
                  physical_cores=max(1, logical // threads_per_core),
-                 mhz=sum(mhz) / len(mhz) if mhz else None)
+                 mhz=sum(mhz) / len(mhz) if mhz else None, vendor=vendor, family=family)
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,7 +193,8 @@ def describe(info: Optional[CpuInfo] = None, onednn: Optional[bool] = None) -> s
   info = info or cpu_info()
   onednn = onednn_enabled() if onednn is None else onednn
   clock = f" at {info.mhz / 1000:.2f} GHz" if info.mhz else ""
-  return (f"CPU {info.model or 'unknown model'}: {info.kind}, "
+  kind = info.kind + (" (on 256-bit pipes)" if info.avx512_on_256_bit_pipes else "")
+  return (f"CPU {info.model or 'unknown model'}: {kind}, "
           f"{'bf16 hardware' if info.bf16_hardware else 'no bf16 hardware'}, "
           f"oneDNN {'on' if onednn else 'off (Eigen kernels)'}; "
           f"{info.physical_cores} core(s){clock}")

@@ -51,6 +51,7 @@ flags\t\t: fpu sse avx fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl
 AMD_ZEN5 = """\
 processor\t: 0
 vendor_id\t: AuthenticAMD
+cpu family\t: 26
 model name\t: AMD EPYC
 cpu MHz\t\t: 2596.120
 siblings\t: 2
@@ -64,4 +65,28 @@ cpu MHz\t\t: 2596.120
 siblings\t: 2
 cpu cores\t: 2
 flags\t\t: fpu sse sse2 avx f16c fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512_vnni avx_vnni
+"""
+
+# AMD EPYC Zen 4 (family 25, model 17), 2-vCPU cloud VM: AVX-512 with
+# AVX512_BF16, no AMX (oneDNN on); 512-bit instructions run on 256-bit pipes.
+AMD_ZEN4 = """\
+processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.138
+siblings\t: 2
+cpu cores\t: 2
+flags\t\t: fpu sse sse2 avx f16c fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512_vnni
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.138
+siblings\t: 2
+cpu cores\t: 2
+flags\t\t: fpu sse sse2 avx f16c fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 avx512_vnni
 """

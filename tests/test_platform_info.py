@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cpuinfo_fixtures import AMD_ZEN3, AMD_ZEN5, INTEL_SAPPHIRE_RAPIDS, INTEL_SKYLAKE
+from cpuinfo_fixtures import AMD_ZEN3, AMD_ZEN4, AMD_ZEN5, INTEL_SAPPHIRE_RAPIDS, INTEL_SKYLAKE
 from sagan_tf import platform_info as pi
 
 
@@ -41,6 +41,19 @@ def test_amd_avx512_bf16_machine_without_amx():
   # 2 cores x 2.596 GHz x 64 (float32) / 128 (bf16 dot products) FLOP/cycle.
   assert info.peak_flops("float32") == pytest.approx(2 * 2.59612e9 * 64)
   assert info.peak_flops("bfloat16") == pytest.approx(2 * 2.59612e9 * 128)
+
+
+def test_zen4_runs_avx512_at_half_the_rate_of_zen5():
+  info = pi.parse_cpuinfo(AMD_ZEN4)
+  assert (info.vendor, info.family, info.kind, info.bf16_hardware) == (
+      "AuthenticAMD", 25, "AVX-512", True)
+  assert info.avx512_on_256_bit_pipes and not pi.parse_cpuinfo(AMD_ZEN5).avx512_on_256_bit_pipes
+  assert info.onednn_default({}) is True
+  # 2 cores x 2.596 GHz x 32 (float32) / 64 (bf16 dot products) FLOP/cycle.
+  assert info.peak_flops("float32") == pytest.approx(2 * 2.596138e9 * 32)
+  assert info.peak_flops("bfloat16") == pytest.approx(2 * 2.596138e9 * 64)
+  assert "AVX-512 (on 256-bit pipes), bf16 hardware" in pi.describe(info, onednn=True)
+  assert not pi.parse_cpuinfo(AMD_ZEN3).avx512_on_256_bit_pipes   # family 25 without AVX-512
 
 
 def test_avx512_without_vnni_or_bf16_keeps_onednn_off_by_default():

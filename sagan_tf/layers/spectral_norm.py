@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from sagan_tf.layers.fast_conv import ConvPolicy, conv2d_same
+from sagan_tf.layers.upsample_conv import upsample_conv3x3
 
 
 def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
@@ -52,14 +53,17 @@ def spectral_normalize(w: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor
 
 
 def conv(x: tf.Tensor, kernel: tf.Tensor, bias=None,
-         policy: ConvPolicy = ConvPolicy()) -> tf.Tensor:
+         policy: ConvPolicy = ConvPolicy(), upsample: bool = False) -> tf.Tensor:
   """x [B,H,W,Cin] conv kernel [k,k,Cin,Cout] (stride 1, SAME) + bias [Cout] -> [B,H,W,Cout].
 
-  The math of `SNConv2D` after normalisation, also run by the export with a
-  folded constant kernel W / sigma. The bias is cast to x's dtype. `policy`
-  picks the gradient kernels (fast_conv.py); the forward values do not depend on it.
+  upsample=True: x is first upsampled 2x (nearest), output [B,2H,2W,Cout]
+  (`upsample_conv.upsample_conv3x3`, 3x3 kernels). The math of `SNConv2D`
+  after normalisation, also run by the export with a folded constant kernel
+  W / sigma. The bias is cast to x's dtype. `policy` picks the gradient
+  kernels (fast_conv.py) and with them the upsampling form; the forward
+  values do not depend on it beyond float rounding.
   """
-  y = conv2d_same(x, kernel, policy)
+  y = upsample_conv3x3(x, kernel, policy) if upsample else conv2d_same(x, kernel, policy)
   return y if bias is None else tf.nn.bias_add(y, tf.cast(bias, y.dtype))
 
 
@@ -120,7 +124,8 @@ class SNLayer(keras.layers.Layer):
 class SNConv2D(SNLayer):
   """Spectral-normalised conv, stride 1, SAME (`ops.snconv2d` / `sn_conv1x1`).
 
-  Input [B, H, W, Cin] -> [B, H, W, filters]. Variables `w`
+  Input [B, H, W, Cin] -> [B, H, W, filters] ([B, 2H, 2W, filters] with
+  upsample=True: nearest 2x upsampling first, `conv`). Variables `w`
   [k, k, Cin, filters] (Glorot uniform), `biases` [filters] (zeros, when
   use_bias), `u` [1, filters]. `conv_policy` (fast_conv.ConvPolicy) picks the
   gradient kernels when the call is traced; the models set it from the config.
@@ -148,10 +153,10 @@ class SNConv2D(SNLayer):
   def kernel_variable(self):
     return self.w
 
-  def call(self, x, update_u=True):
+  def call(self, x, update_u=True, upsample=False):
     # The backward kernels per conv_policy (fast_conv.py).
     return conv(x, self.normalized(self.w, update_u), self.biases if self.use_bias else None,
-                self.conv_policy)
+                self.conv_policy, upsample)
 
   def tf1_variables(self):
     out = {"w": self.w, "u": self.u}

@@ -10,6 +10,7 @@ import tensorflow as tf
 from sagan_tf.layers.attention import SelfAttention
 from sagan_tf.layers.fast_conv import ConvPolicy
 from sagan_tf.layers.spectral_norm import SNConv2D, SNLayer
+from sagan_tf.layers.upsample_conv import upsample_2x  # noqa: F401  (the models' upsampling)
 
 TF1_ROOT = "model"
 
@@ -17,19 +18,6 @@ TF1_ROOT = "model"
 def dtype_policy(cfg) -> str:
   """Keras dtype policy for cfg.precision: variables float32, compute float32 or bfloat16."""
   return "mixed_bfloat16" if cfg.precision == "bfloat16" else "float32"
-
-
-def upsample_2x(x: tf.Tensor) -> tf.Tensor:
-  """Nearest-neighbour 2x upsampling, [B,H,W,C] -> [B,2H,2W,C].
-
-  Equals the original's `tf.image.resize_nearest_neighbor` to the bit (it
-  only copies values); a broadcast + reshape is cheaper and XLA-friendly.
-  """
-  b, h, w, c = x.shape
-  b = tf.shape(x)[0] if b is None else b
-  x = tf.reshape(x, [b, h, 1, w, 1, c])
-  x = tf.broadcast_to(x, [b, h, 2, w, 2, c])
-  return tf.reshape(x, [b, 2 * h, 2 * w, c])
 
 
 def avg_pool_2x(x: tf.Tensor) -> tf.Tensor:

@@ -39,17 +39,19 @@ Stage = Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, Optional[tf.Tensor]]]
 # with state (W / sigma with a `u` update, batch norm with moving-statistic
 # updates) is passed as a callable: the Keras layers pass their own calls,
 # the export (sagan_tf/export.py) folded constants. Both run this code.
-def up_block(x: tf.Tensor, cbn_0: Op, snconv1: Op, cbn_1: Op, snconv2: Op,
+def up_block(x: tf.Tensor, cbn_0: Op, up_snconv1: Op, cbn_1: Op, snconv2: Op,
              snconv3: Op) -> tf.Tensor:
   """Residual up block: x [B,H,W,Cin] -> [B,2H,2W,Cout].
 
-  x0 = x; x = relu(cbn_0(x)); up; x = snconv1 3x3; x = relu(cbn_1(x));
+  x0 = x; x = relu(cbn_0(x)); x = snconv1 3x3 (up(x)); x = relu(cbn_1(x));
   x = snconv2 3x3; return snconv3_1x1(up(x0)) + x (computed as up(snconv3_1x1(x0))).
+  up_snconv1 upsamples and convolves in one (`SNConv2D(..., upsample=True)`:
+  sub-pixel form where the gradient policy allows, BUILD_NOTES.md, "Speed").
   The batch norms already hold the example's class parameters.
   """
   x0 = x
   x = tf.nn.relu(cbn_0(x))
-  x = snconv1(upsample_2x(x))
+  x = up_snconv1(x)
   x = tf.nn.relu(cbn_1(x))
   x = snconv2(x)
   # The original's snconv3(up(x0)). A 1x1 conv acts on each pixel alone, so
@@ -110,8 +112,8 @@ class GeneratorBlock(keras.layers.Layer):
   def call(self, x, classes, training=False, update_u=True):
     bn = functools.partial(_call, classes=classes, training=training)
     sn = functools.partial(_call, update_u=update_u)
-    return up_block(x, bn(self.cbn_0), sn(self.snconv1), bn(self.cbn_1), sn(self.snconv2),
-                    sn(self.snconv3))
+    return up_block(x, bn(self.cbn_0), sn(self.snconv1, upsample=True), bn(self.cbn_1),
+                    sn(self.snconv2), sn(self.snconv3))
 
 
 def _call(layer, **kwargs) -> Op:
