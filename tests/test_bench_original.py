@@ -24,15 +24,21 @@ def _tiny(tmp_path, **overrides):
   return dataclasses.replace(Config.preset("imagenet128"), **dict(fields, **overrides))
 
 
-def _shortcut_flop_saved(cfg) -> int:
-  """FLOP per iteration the port saves by running G's 1x1 shortcut conv before the
-  upsampling (the original runs it after): 3/4 of each block's shortcut, over the
-  4 G forward passes of an iteration (train/flops.py)."""
-  cin, res, total = cfg.gf_dim * cfg.g_mults[0], 4, 0
+def _flop_saved(cfg) -> int:
+  """FLOP per iteration the port saves, over the 4 G forward passes of an
+  iteration (train/flops.py): G's 1x1 shortcut conv before the upsampling
+  (the original runs it after: 3/4 of each block's shortcut), and snconv1 in
+  the sub-pixel form where this machine's policy picks it (upsample_conv.py)."""
+  from sagan_tf import platform_info
+  from sagan_tf.layers import fast_conv, upsample_conv
+  forward_ops = fast_conv.use_forward_ops("auto", "CPU", platform_info.onednn_enabled(), False)
+  b, cin, res, total = cfg.batch_size, cfg.gf_dim * cfg.g_mults[0], 4, 0
   for mult in cfg.g_mults:
-    res *= 2
     cout = cfg.gf_dim * mult
-    total += 2 * cfg.batch_size * res * res * cin * cout * 3 // 4
+    total += 2 * b * (2 * res) ** 2 * cin * cout * 3 // 4
+    if not forward_ops and res >= upsample_conv.SUBPIXEL_MIN_SIZE["native"]:
+      total += 2 * b * (2 * res) ** 2 * 9 * cin * cout - 2 * b * (res + 1) ** 2 * 16 * cin * cout
+    res *= 2
     cin = cout
   return 4 * total
 
@@ -72,9 +78,8 @@ def test_the_original_row_runs_beside_the_port_with_ratios_and_own_peaks(tmp_pat
     else:
       assert row["tensor_peak_mb"] is None
   # Two independent FLOP counts (the original's TF1 graph, the port's traced
-  # models) differ by exactly the port's reordered 1x1 shortcut.
-  assert original["flops_per_iteration"] - port["flops_per_iteration"] == \
-      _shortcut_flop_saved(cfg)
+  # models) differ by exactly the port's reordered 1x1 shortcut and sub-pixel convs.
+  assert original["flops_per_iteration"] - port["flops_per_iteration"] == _flop_saved(cfg)
 
 
 def test_a_path_without_the_original_is_refused_before_anything_runs(tmp_path):

@@ -2,7 +2,11 @@
 
 import dataclasses
 
+import pytest
+
+from sagan_tf import platform_info
 from sagan_tf.config import Config
+from sagan_tf.layers import upsample_conv
 from sagan_tf.models.discriminator import build_discriminator
 from sagan_tf.models.generator import build_generator
 from sagan_tf.train import flops
@@ -13,7 +17,17 @@ def conv(b, r, k, cin, cout):
   return 2 * b * r * r * k * k * cin * cout
 
 
-def test_forward_and_iteration_flops_equal_a_hand_count():
+def snconv1(b, r_in, cin, cout, subpixel):
+  """upsample + 3x3 conv: direct at 2r x 2r, or sub-pixel (2x2 conv to 4*cout at (r+1)^2)."""
+  if subpixel:
+    return 2 * b * (r_in + 1) ** 2 * 2 * 2 * cin * 4 * cout
+  return conv(b, 2 * r_in, 3, cin, cout)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_forward_and_iteration_flops_equal_a_hand_count(onednn, monkeypatch):
+  # oneDNN on: native gradients, so the 16x16-input block takes the sub-pixel form.
+  monkeypatch.setattr(platform_info, "onednn_enabled", lambda: onednn)
   cfg = dataclasses.replace(
       Config.preset("demo"), image_size=32, num_classes=3, z_dim=8, gf_dim=4, df_dim=4,
       g_attention_res=(16,), d_attention_res=(), d_steps=2)
@@ -22,7 +36,8 @@ def test_forward_and_iteration_flops_equal_a_hand_count():
   want_g = 2 * b * 8 * (4 * 4 * 16)                                   # g_snh0
   for cin, cout, r_in in ((16, 16, 4), (16, 8, 8), (8, 4, 16)):     # g_block1..3
     r = 2 * r_in
-    want_g += conv(b, r, 3, cin, cout) + conv(b, r, 3, cout, cout)   # snconv1, snconv2
+    subpixel = onednn and r_in >= upsample_conv.SUBPIXEL_MIN_SIZE["native"]
+    want_g += snconv1(b, r_in, cin, cout, subpixel) + conv(b, r, 3, cout, cout)
     want_g += conv(b, r_in, 1, cin, cout)                            # snconv3 before the upsampling
   n, nk = 16 * 16, 8 * 8                                             # queries, pooled keys
   want_g += conv(b, 16, 1, 8, 1) * 2 + conv(b, 16, 1, 8, 4)          # theta, phi, g
