@@ -10,7 +10,6 @@ import tensorflow as tf
 from sagan_tf.layers.attention import SelfAttention
 from sagan_tf.layers.fast_conv import ConvPolicy
 from sagan_tf.layers.spectral_norm import SNConv2D, SNLayer
-from sagan_tf.layers.upsample_conv import upsample_2x  # noqa: F401  (the models' upsampling)
 
 TF1_ROOT = "model"
 

@@ -26,7 +26,8 @@ import tensorflow as tf
 from sagan_tf.layers.attention import SelfAttention
 from sagan_tf.layers.conditional_bn import ConditionalBatchNorm, OutputBatchNorm
 from sagan_tf.layers.spectral_norm import SNConv2D, SNDense
-from sagan_tf.models.common import TF1NamedModel, dtype_policy, upsample_2x
+from sagan_tf.layers.upsample_conv import upsample_2x
+from sagan_tf.models.common import TF1NamedModel, dtype_policy
 
 
 Op = Callable[[tf.Tensor], tf.Tensor]
