@@ -28,7 +28,8 @@ def _flop_saved(cfg) -> int:
   """FLOP per iteration the port saves, over the 4 G forward passes of an
   iteration (train/flops.py): G's 1x1 shortcut conv before the upsampling
   (the original runs it after: 3/4 of each block's shortcut), and snconv1 in
-  the sub-pixel form where this machine's policy picks it (upsample_conv.py)."""
+  the sub-pixel phases form where this machine's policy picks it
+  (upsample_conv.py; bench runs without XLA)."""
   from sagan_tf import platform_info
   from sagan_tf.layers import fast_conv, upsample_conv
   forward_ops = fast_conv.use_forward_ops("auto", "CPU", platform_info.onednn_enabled(), False)
@@ -37,7 +38,7 @@ def _flop_saved(cfg) -> int:
     cout = cfg.gf_dim * mult
     total += 2 * b * (2 * res) ** 2 * cin * cout * 3 // 4
     if not forward_ops and res >= upsample_conv.SUBPIXEL_MIN_SIZE["native"]:
-      total += 2 * b * (2 * res) ** 2 * 9 * cin * cout - 2 * b * (res + 1) ** 2 * 16 * cin * cout
+      total += 2 * b * (2 * res) ** 2 * 9 * cin * cout - 2 * b * res ** 2 * 16 * cin * cout
     res *= 2
     cin = cout
   return 4 * total

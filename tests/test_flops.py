@@ -18,15 +18,15 @@ def conv(b, r, k, cin, cout):
 
 
 def snconv1(b, r_in, cin, cout, subpixel):
-  """upsample + 3x3 conv: direct at 2r x 2r, or sub-pixel (2x2 conv to 4*cout at (r+1)^2)."""
+  """upsample + 3x3 conv: direct at 2r x 2r, or sub-pixel phases (four 2x2 convs at r x r)."""
   if subpixel:
-    return 2 * b * (r_in + 1) ** 2 * 2 * 2 * cin * 4 * cout
+    return 4 * 2 * b * r_in ** 2 * 2 * 2 * cin * cout
   return conv(b, 2 * r_in, 3, cin, cout)
 
 
 @pytest.mark.parametrize("onednn", [False, True])
 def test_forward_and_iteration_flops_equal_a_hand_count(onednn, monkeypatch):
-  # oneDNN on: native gradients, so the 16x16-input block takes the sub-pixel form.
+  # oneDNN on: native gradients, so the 16x16-input block takes the sub-pixel phases form.
   monkeypatch.setattr(platform_info, "onednn_enabled", lambda: onednn)
   cfg = dataclasses.replace(
       Config.preset("demo"), image_size=32, num_classes=3, z_dim=8, gf_dim=4, df_dim=4,

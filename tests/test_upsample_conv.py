@@ -1,5 +1,5 @@
 """layers/upsample_conv: nearest 2x upsampling + 3x3 SAME conv in its direct and
-sub-pixel forms, against a numpy reference, with gradients, in both precisions,
+two sub-pixel forms, against a numpy reference, with gradients, in both precisions,
 and which form the conv-gradient policy picks."""
 
 import numpy as np
@@ -27,10 +27,15 @@ def _inputs(b, h, w, cin, cout, seed=0):
   return rng.normal(size=(b, h, w, cin)), rng.normal(size=(3, 3, cin, cout))
 
 
+SUBPIXEL_FORMS = {"subpixel": upsample_conv._subpixel,
+                  "subpixel_phases": upsample_conv._subpixel_phases}
+
+
+@pytest.mark.parametrize("form", sorted(SUBPIXEL_FORMS))
 @pytest.mark.parametrize("shape", [(2, 4, 4, 8, 5), (1, 3, 5, 9, 4), (3, 1, 1, 8, 2)])
-def test_subpixel_form_equals_upsample_then_conv(shape):
+def test_subpixel_forms_equal_upsample_then_conv(shape, form):
   x, w = _inputs(*shape)
-  got = upsample_conv._subpixel(tf.constant(x, tf.float64), tf.constant(w, tf.float64))
+  got = SUBPIXEL_FORMS[form](tf.constant(x, tf.float64), tf.constant(w, tf.float64))
   np.testing.assert_allclose(got.numpy(), _numpy_upsample_conv(x, w), rtol=1e-12, atol=1e-12)
 
 
@@ -45,9 +50,11 @@ def test_subpixel_kernel_sums_the_taps_each_phase_sees():
       np.testing.assert_array_equal(k[:, :, 0, 2 * a + b], want)
 
 
-@pytest.mark.parametrize("choice", ["native", "forward_ops"])
-def test_both_forms_have_the_same_gradients_as_tensorflows_upsample_and_conv(choice):
-  size = upsample_conv.SUBPIXEL_MIN_SIZE["native"]   # native: the sub-pixel form
+@pytest.mark.parametrize("choice,jit", [("native", False), ("native", True),
+                                        ("forward_ops", False)])
+def test_every_form_has_the_same_gradients_as_tensorflows_upsample_and_conv(choice, jit):
+  # native: "subpixel_phases"; native under XLA: "subpixel"; forward_ops: direct.
+  size = upsample_conv.SUBPIXEL_MIN_SIZE["native"]
   x, w = _inputs(2, size, size, 8, 6, seed=1)
   dy = np.random.default_rng(2).normal(size=(2, 2 * size, 2 * size, 6))
   x, w, dy = (tf.constant(a, tf.float32) for a in (x, w, dy))
@@ -60,24 +67,28 @@ def test_both_forms_have_the_same_gradients_as_tensorflows_upsample_and_conv(cho
 
   want = forward_and_grads(
       lambda a, k: tf.nn.conv2d(upsample_conv.upsample_2x(a), k, 1, "SAME"))
-  got = forward_and_grads(
-      lambda a, k: upsample_conv.upsample_conv3x3(a, k, fast_conv.ConvPolicy(choice)))
+  policy = fast_conv.ConvPolicy(choice, jit_compile=jit)
+  assert upsample_conv.form(x, w, policy) == {
+      ("native", False): "subpixel_phases", ("native", True): "subpixel",
+      ("forward_ops", False): "direct"}[choice, jit]
+  got = forward_and_grads(lambda a, k: upsample_conv.upsample_conv3x3(a, k, policy))
   for g, v in zip(got, want):
     np.testing.assert_allclose(g.numpy(), v.numpy(), rtol=1e-5, atol=1e-4)
 
 
-def test_bfloat16_subpixel_is_as_close_to_float64_as_bfloat16_direct():
+def test_bfloat16_subpixel_forms_are_as_close_to_float64_as_bfloat16_direct():
   x, w = _inputs(4, 8, 8, 16, 16, seed=3)
   ref = _numpy_upsample_conv(x, w)
   xb, wb = tf.constant(x, tf.bfloat16), tf.constant(w, tf.bfloat16)
+  forms = dict(SUBPIXEL_FORMS, direct=lambda a, k: tf.nn.conv2d(upsample_conv.upsample_2x(a),
+                                                                k, 1, "SAME"))
   err = {}
-  for form, fn in [("subpixel", upsample_conv._subpixel),
-                   ("direct", lambda a, k: tf.nn.conv2d(upsample_conv.upsample_2x(a), k, 1,
-                                                        "SAME"))]:
+  for form, fn in forms.items():
     got = tf.cast(fn(xb, wb), tf.float64).numpy()
     err[form] = np.sqrt(np.mean((got - ref) ** 2)) / np.sqrt(np.mean(ref ** 2))
-  assert err["subpixel"] < 1e-2
-  assert err["subpixel"] < 1.5 * err["direct"]
+  for form in SUBPIXEL_FORMS:
+    assert err[form] < 1e-2, err
+    assert err[form] < 1.5 * err["direct"], err
 
 
 def _conv_op_kernels(policy, size):
@@ -90,7 +101,7 @@ def _conv_op_kernels(policy, size):
                 if op.type == "Conv2D")
 
 
-SUB, DIRECT = [(2, 2)], [(3, 3)]
+SUB, PHASES, DIRECT = [(2, 2)], [(2, 2)] * 4, [(3, 3)]
 
 
 def test_the_policy_picks_the_form_by_back_end_and_map_size(monkeypatch):
@@ -99,12 +110,12 @@ def test_the_policy_picks_the_form_by_back_end_and_map_size(monkeypatch):
   monkeypatch.setattr(platform_info, "onednn_enabled", lambda: False)   # an Eigen CPU
   for size in (4, xla, native):                                         # forward-op gradients
     assert _conv_op_kernels(fast_conv.ConvPolicy("auto"), size) == DIRECT
-  assert _conv_op_kernels(fast_conv.ConvPolicy("native"), native) == SUB
+  assert _conv_op_kernels(fast_conv.ConvPolicy("native"), native) == PHASES
   assert _conv_op_kernels(fast_conv.ConvPolicy("native"), native - 1) == DIRECT
   assert _conv_op_kernels(fast_conv.ConvPolicy("auto", jit_compile=True), xla) == SUB
   assert _conv_op_kernels(fast_conv.ConvPolicy("auto", jit_compile=True), xla - 1) == DIRECT
   monkeypatch.setattr(platform_info, "onednn_enabled", lambda: True)
-  assert _conv_op_kernels(fast_conv.ConvPolicy("auto"), native) == SUB
+  assert _conv_op_kernels(fast_conv.ConvPolicy("auto"), native) == PHASES
   assert _conv_op_kernels(fast_conv.ConvPolicy("auto"), xla) == DIRECT
   monkeypatch.setattr(upsample_conv, "placement_device_type", lambda *t: "TPU")
   assert _conv_op_kernels(fast_conv.ConvPolicy("auto"), xla) == SUB
