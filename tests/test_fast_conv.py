@@ -12,7 +12,7 @@ import tensorflow as tf
 from sagan_tf import config as config_lib
 from sagan_tf import platform_info
 from sagan_tf.config import Config
-from sagan_tf.layers import fast_conv
+from sagan_tf.layers import fast_conv, upsample_conv
 from sagan_tf.layers.spectral_norm import SNConv2D
 from sagan_tf.models.generator import build_generator
 
@@ -161,7 +161,11 @@ def test_models_pass_the_configured_choice_to_every_sn_conv(choice):
   # on fewer than MIN_INPUT_CHANNELS inputs (here 4-channel ones, e.g. g_snconv_last).
   small = [l for l in convs if l.w.shape[2] < fast_conv.MIN_INPUT_CHANNELS]
   assert 0 < len(small) < len(convs)
-  assert n_native == (len(convs) if choice == "native" else len(small))
+  # native: the up blocks' snconv1 on inputs from SUBPIXEL_MIN_SIZE["native"] up
+  # (here g_block3's, 16x16) take the sub-pixel phases form: four 2x2 convs.
+  phases = sum(r >= upsample_conv.SUBPIXEL_MIN_SIZE["native"] for r in (4, 8, 16))
+  assert phases == 1
+  assert n_native == (len(convs) + 3 * phases if choice == "native" else len(small))
 
 
 @pytest.mark.parametrize("choice", ["forward_ops", "native", "auto"])
