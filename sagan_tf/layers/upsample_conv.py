@@ -51,7 +51,7 @@ PHASE_TAPS = ((( 1.0, 0.0, 0.0), (0.0, 1.0, 1.0)),
 # XLA (--jit_compile, TPU) or not. Measured forward + both gradients against
 # the direct form (BUILD_NOTES.md): AMD EPYC Zen 4 (oneDNN on), "subpixel"
 # under XLA 0.57-0.95x at 4x4, 1.24-1.31x at 8x8, 1.45-1.87x at 16x16;
-# AMD EPYC Zen 5 (oneDNN on), without XLA, "subpixel_phases" 0.4-0.6x at
+# AMD EPYC Zen 5 (oneDNN on), without XLA, "subpixel_phases" 0.5-0.6x at
 # 4x4, 0.4-1.65x at 8x8, 1.0-2.0x from 16x16.
 SUBPIXEL_MIN_SIZE = {"xla": 8, "native": 16}
 FORMS = ("direct", "subpixel", "subpixel_phases")
@@ -128,10 +128,10 @@ def upsample_conv3x3(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy = ConvPolicy
 def form(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy) -> str:
   """Which of FORMS computes this layer (module docstring).
 
-  "direct" where `policy` gives the forward-op gradients or the smaller side
-  of x is below SUBPIXEL_MIN_SIZE["xla"] (XLA compiles the conv:
-  policy.jit_compile, or a TPU; then "subpixel") or SUBPIXEL_MIN_SIZE["native"]
-  (TensorFlow's own kernels; then "subpixel_phases").
+  "direct" where `policy` gives the forward-op gradients, or where the
+  smaller side of x is below SUBPIXEL_MIN_SIZE["xla"] if XLA compiles the conv
+  (policy.jit_compile, or a TPU), SUBPIXEL_MIN_SIZE["native"] if not; else
+  "subpixel" under XLA and "subpixel_phases" with TensorFlow's own kernels.
   """
   if policy.forward_ops(x, w):
     return "direct"
