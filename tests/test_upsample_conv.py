@@ -27,8 +27,7 @@ def _inputs(b, h, w, cin, cout, seed=0):
   return rng.normal(size=(b, h, w, cin)), rng.normal(size=(3, 3, cin, cout))
 
 
-SUBPIXEL_FORMS = {"subpixel": upsample_conv._subpixel,
-                  "subpixel_phases": upsample_conv._subpixel_phases}
+SUBPIXEL_FORMS = upsample_conv.SUBPIXEL_FORMS
 
 
 @pytest.mark.parametrize("form", sorted(SUBPIXEL_FORMS))

@@ -54,7 +54,6 @@ PHASE_TAPS = ((( 1.0, 0.0, 0.0), (0.0, 1.0, 1.0)),
 # AMD EPYC Zen 5 (oneDNN on), without XLA, "subpixel_phases" 0.5-0.6x at
 # 4x4, 0.4-1.65x at 8x8, 1.0-2.0x from 16x16.
 SUBPIXEL_MIN_SIZE = {"xla": 8, "native": 16}
-FORMS = ("direct", "subpixel", "subpixel_phases")
 
 
 def upsample_2x(x: tf.Tensor) -> tf.Tensor:
@@ -109,6 +108,10 @@ def _subpixel_phases(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
   return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
 
 
+# The sub-pixel forms by name (module docstring); "direct" is the third.
+SUBPIXEL_FORMS = {"subpixel": _subpixel, "subpixel_phases": _subpixel_phases}
+
+
 def upsample_conv3x3(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy = ConvPolicy()) -> tf.Tensor:
   """conv2d(upsample_2x(x [B,H,W,Cin]), w [3,3,Cin,Cout], SAME) -> [B,2H,2W,Cout].
 
@@ -118,15 +121,13 @@ def upsample_conv3x3(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy = ConvPolicy
     raise ValueError(f"upsample_conv3x3 needs a 3x3 kernel and static input sizes, got "
                      f"kernel {w.shape}, input {x.shape}")
   chosen = form(x, w, policy)
-  if chosen == "subpixel":
-    return _subpixel(x, w)
-  if chosen == "subpixel_phases":
-    return _subpixel_phases(x, w)
+  if chosen in SUBPIXEL_FORMS:
+    return SUBPIXEL_FORMS[chosen](x, w)
   return conv2d_same(upsample_2x(x), w, policy)
 
 
 def form(x: tf.Tensor, w: tf.Tensor, policy: ConvPolicy) -> str:
-  """Which of FORMS computes this layer (module docstring).
+  """Which form computes this layer: "direct" or a key of SUBPIXEL_FORMS.
 
   "direct" where `policy` gives the forward-op gradients, or where the
   smaller side of x is below SUBPIXEL_MIN_SIZE["xla"] if XLA compiles the conv
