@@ -22,6 +22,12 @@ tf.config.set_logical_device_configuration(
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 PUBLIC_FIXTURE = os.path.join(SHARED, "parity", "public")
+ORIGINAL = os.path.join(SHARED, "original")
+# Tests that run the original code beside the port: it ships in ../shared (the
+# reference material beside a checkout), not with the project.
+needs_original = pytest.mark.skipif(
+    not os.path.exists(os.path.join(ORIGINAL, "ops.py")),
+    reason=f"original code not found at {ORIGINAL} (it ships in ../shared)")
 
 
 @pytest.fixture(autouse=True)

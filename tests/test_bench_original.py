@@ -13,7 +13,8 @@ from sagan_tf import bench
 from sagan_tf.config import Config
 from sagan_tf.errors import UserError
 
-ORIGINAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "original")
+from conftest import ORIGINAL, needs_original
+
 
 
 def _tiny(tmp_path, **overrides):
@@ -51,6 +52,7 @@ def _parameters(cfg) -> int:
              for v in m.trainable_variables)
 
 
+@needs_original
 @pytest.mark.slow   # two processes building the 128x128 graphs: ~1 min of CPU
 def test_the_original_row_runs_beside_the_port_with_ratios_and_own_peaks(tmp_path, capsys):
   cfg = _tiny(tmp_path)
@@ -91,6 +93,7 @@ def test_a_path_without_the_original_is_refused_before_anything_runs(tmp_path):
     bench.bench(_tiny(tmp_path, original_repo=str(tmp_path)))
 
 
+@needs_original  # the checkout is checked first
 def test_an_architecture_the_original_cannot_build_is_refused(tmp_path):
   with pytest.raises(UserError, match="128x128 models only"):
     bench.bench(_tiny(tmp_path, image_size=64, df_dim=8))

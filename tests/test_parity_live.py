@@ -5,19 +5,13 @@ in TF1 graph mode, in a subprocess; parity_check then checks the port against
 that fresh fixture. Skipped when ../shared/original is absent.
 """
 
-import os
 import shutil
 
 import pytest
 
-from conftest import SHARED
+from conftest import ORIGINAL, needs_original
 from sagan_tf.compat import original_shim
 from sagan_tf.tools import parity_check as pc
-
-ORIGINAL = os.path.join(SHARED, "original")
-needs_original = pytest.mark.skipif(
-    not os.path.exists(os.path.join(ORIGINAL, "ops.py")),
-    reason=f"original code not found at {ORIGINAL} (it ships in ../shared)")
 
 
 def test_git_blob_id_is_gits(tmp_path):
