@@ -16,7 +16,6 @@ from sagan_tf.errors import UserError
 from conftest import ORIGINAL, needs_original
 
 
-
 def _tiny(tmp_path, **overrides):
   # The original builds 128x128 models only: the imagenet128 layout at width 4.
   fields = dict(gf_dim=4, df_dim=4, num_classes=3, z_dim=8, batch_size=2, bench_repeats=1,
