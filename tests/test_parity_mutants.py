@@ -30,10 +30,10 @@ pytestmark = [
 
 
 def _sigma_stop_gradient(orig):
-  def power_iteration(w_mat, u):
-    sigma, u_new = orig(w_mat, u)
-    return tf.stop_gradient(sigma), u_new
-  return power_iteration
+  # The folded backward with sigma treated as a constant: only g_w_bar / sigma.
+  def spectral_norm_backward(w_mat, u, parts, g_w_bar, g_sigma=None, g_u_new=None):
+    return g_w_bar / parts[4]
+  return spectral_norm_backward
 
 
 def _force_update_u(value):
@@ -89,7 +89,7 @@ def _bilinear(orig):
 
 
 MUTANTS = [
-    ("sigma_stop_gradient", "sagan_tf.layers.spectral_norm.power_iteration",
+    ("sigma_stop_gradient", "sagan_tf.layers.spectral_norm.spectral_norm_backward",
      _sigma_stop_gradient, "grad/"),
     ("u_updated_on_d_fake_pass", "sagan_tf.models.discriminator.Discriminator.call",
      _force_update_u(True), "after_step/model/d_"),

@@ -30,26 +30,93 @@ from sagan_tf.layers.fast_conv import ConvPolicy, conv2d_same
 from sagan_tf.layers.upsample_conv import upsample_conv3x3
 
 
+def _norm(x: tf.Tensor) -> tf.Tensor:
+  # `** 2` and `** 0.5` as in the original, so that rounding matches it.
+  return tf.reduce_sum(x ** 2) ** 0.5
+
+
 def l2_normalize(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
   """x / (||x||_2 + eps) over the whole tensor (the original's `_l2normalize`)."""
-  # `** 2` and `** 0.5` as in the original, so that rounding matches it.
-  return x / (tf.reduce_sum(x ** 2) ** 0.5 + eps)
+  return x / (_norm(x) + eps)
+
+
+def _power_iteration_parts(w_mat: tf.Tensor, u: tf.Tensor, eps: float = 1e-12):
+  """a = u W^T [1,in], ||a||, v = l2n(a), b = v W [1,out], ||b||, u_new = l2n(b), sigma = b u_new^T."""
+  a = tf.matmul(u, w_mat, transpose_b=True)
+  norm_a = _norm(a)
+  v = a / (norm_a + eps)
+  b = tf.matmul(v, w_mat)
+  norm_b = _norm(b)
+  u_new = b / (norm_b + eps)
+  sigma = tf.squeeze(tf.matmul(b, u_new, transpose_b=True))
+  return a, norm_a, v, b, norm_b, u_new, sigma
 
 
 def power_iteration(w_mat: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
   """One power iteration: (sigma scalar, u_new [1, out]) for w_mat [in, out], u [1, out]."""
-  v = l2_normalize(tf.matmul(u, w_mat, transpose_b=True))
-  u_new = l2_normalize(tf.matmul(v, w_mat))
-  sigma = tf.squeeze(tf.matmul(tf.matmul(v, w_mat), u_new, transpose_b=True))
+  *_, u_new, sigma = _power_iteration_parts(w_mat, u)
   return sigma, u_new
+
+
+def _l2_normalize_backward(g, x, norm_x, eps: float = 1e-12) -> tf.Tensor:
+  """d<g, l2n(x)>/dx = c g - c^2 <g, x> / ||x|| x, with c = 1 / (||x|| + eps)."""
+  c = 1.0 / (norm_x + eps)
+  return c * g - (c * c * tf.reduce_sum(g * x) / norm_x) * x
+
+
+def spectral_norm_backward(w_mat, u, parts, g_w_bar, g_sigma=None, g_u_new=None) -> tf.Tensor:
+  """dL/dW [in, out] through W_bar = W / sigma, v, u' and sigma, in one pass per weight.
+
+  The hand-written gradient of `spectral_normalize` (the value autograd gives,
+  with no stop-gradient anywhere). g_w_bar, g_sigma, g_u_new: the upstream
+  gradients of its three outputs (g_sigma, g_u_new None when unused). With
+  s = g_sigma - <g_w_bar, W> / sigma^2 (all of sigma's gradient),
+      g_b = s u' + l2n'(b)^T (s b + g_u_new),   g_a = l2n'(a)^T (g_b W^T),
+      dW  = g_w_bar / sigma + [v; g_a]^T [g_b; u]     (one [in,2] @ [2,out] matmul).
+  `u` is a non-trainable variable that is only assigned: it gets no gradient.
+  """
+  a, norm_a, v, b, norm_b, u_new, sigma = parts
+  s = -tf.reduce_sum(g_w_bar * w_mat) / (sigma * sigma)
+  if g_sigma is not None:
+    s = s + g_sigma
+  if g_u_new is None:
+    # s b is parallel to b, so l2n'(b)^T (s b) = s (c - c^2 ||b||) b, c = 1 / (||b|| + eps):
+    # g_b is a scalar times b.
+    c = 1.0 / (norm_b + 1e-12)
+    g_b = (s * c * (2.0 - c * norm_b)) * b
+  else:
+    g_b = s * u_new + _l2_normalize_backward(s * b + g_u_new, b, norm_b)
+  g_a = _l2_normalize_backward(tf.matmul(g_b, w_mat, transpose_b=True), a, norm_a)
+  return g_w_bar / sigma + tf.matmul(tf.concat([v, g_a], 0), tf.concat([g_b, u], 0),
+                                     transpose_a=True)
+
+
+@tf.custom_gradient
+def _normalize_matrix(w_mat: tf.Tensor, u: tf.Tensor):
+  """(W_bar [in, out], sigma, u_new [1, out]) with the folded gradient above.
+
+  Autograd of the power iteration makes 12 matmuls per weight and a reduction
+  and reshape for each broadcasting division, power and norm; the folded form
+  makes 5 matmuls and fewer passes over the weights (12-14% less peak memory
+  at batch 8; BUILD_NOTES "Spectral normalisation's backward, folded").
+  """
+  parts = _power_iteration_parts(w_mat, u)
+  u_new, sigma = parts[-2:]
+  w_bar = w_mat / sigma
+
+  def grad(g_w_bar, g_sigma, g_u_new):
+    if g_w_bar is None:
+      g_w_bar = tf.zeros_like(w_mat)
+    return spectral_norm_backward(w_mat, u, parts, g_w_bar, g_sigma, g_u_new), None
+
+  return (w_bar, sigma, u_new), grad
 
 
 def spectral_normalize(w: tf.Tensor, u: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """(W_bar, sigma, u_new) for a weight w of any rank (last axis = outputs)."""
   shape = tf.shape(w)
-  w_mat = tf.reshape(w, [-1, w.shape[-1]])
-  sigma, u_new = power_iteration(w_mat, u)
-  return tf.reshape(w_mat / sigma, shape), sigma, u_new
+  w_bar, sigma, u_new = _normalize_matrix(tf.reshape(w, [-1, w.shape[-1]]), u)
+  return tf.reshape(w_bar, shape), sigma, u_new
 
 
 def conv(x: tf.Tensor, kernel: tf.Tensor, bias=None,
