@@ -110,6 +110,17 @@ def test_shapes_stand_out_from_their_background():
   assert (np.abs(inside - outside) > 0.1).mean() > 0.95
 
 
+def test_background_is_one_colour_and_the_fill_differs_from_it_by_the_contrast():
+  rng = np.random.default_rng(3)
+  images, masks = shapes.render_shapes(np.arange(100) % 10, rng, 32, return_masks=True)
+  for image, mask in zip(images, masks):
+    outside = image[mask == 0].astype(int)
+    assert len(outside) > 300 and (outside == outside[0]).all()  # plain: one RGB value
+    inside = image[mask == 1].astype(float) / 255
+    luma = np.array([0.299, 0.587, 0.114])
+    assert abs(inside[0] @ luma - outside[0] / 255 @ luma) >= 0.35 - 2 / 255
+
+
 def test_backgrounds_and_colours_vary():
   images = shapes.render_shapes(np.zeros(100, int), np.random.default_rng(2), 32)
   corners = images[:, :3, :3].reshape(100, -1).mean(1)

@@ -1,12 +1,12 @@
 """`--dataset=shapes`: the embedded, procedural, class-conditional dataset.
 
 Ten classes that differ only by geometry (CLASS_NAMES). Each image is one
-shape with a random fill colour, position, scale (radius 6.5-10 px at 32x32,
-proportionally at other sizes) and rotation, on a random smooth background
-(gradient plus low-frequency colour blobs), optionally textured (stripes,
-checks or noise). Colour, position, scale and rotation are drawn
-independently of the class, so only the shape's geometry tells the class
-(BUILD_NOTES.md, Data: the embedded shapes dataset).
+shape with a random fill colour, position, scale (radius 9-12.5 px at 32x32,
+proportionally at other sizes) and rotation, on a plain background of one
+random colour (rendering 3; BUILD_NOTES.md, "The shapes rendering has a
+version"). Colour, position, scale and rotation are drawn independently of
+the class, so only the shape's geometry tells the class (BUILD_NOTES.md,
+Data: the embedded shapes dataset).
 
 Rendering is numpy: a signed distance to each shape on a pixel grid at twice
 the resolution, a one-pixel linear edge, 2x2 area averaging down to the
@@ -38,9 +38,12 @@ SPLITS = ("train", "test", "heldout")
 
 # Bumped whenever a seed would render other images: what was trained on the
 # shapes (the cached classifier, and through its weights the cached real
-# statistics) names the rendering it saw. 1: the rendering described above
-# (the classifier caches written before this number existed are of it).
-RENDERING_VERSION = 1
+# statistics) names the rendering it saw. 1: radius 6.5-10 px on a smooth
+# background (gradient, blobs, optional stripes / checks / noise), contrast
+# >= 0.3 (the classifier caches written before this number existed are of
+# it); 2: commit a925b73's plain background, reverted (its caches may exist);
+# 3: the rendering described above, contrast >= 0.35.
+RENDERING_VERSION = 3
 
 # Training pool: this many images, fewer if they would exceed the memory
 # budget (large image sizes). Tests may lower it.
@@ -49,9 +52,9 @@ POOL_MEMORY_BUDGET = 256 << 20
 
 # Output pixels rendered per numpy pass (256 images at 32x32): large enough
 # to amortise Python overhead, small enough that the temporaries stay in
-# cache. The random draws do not depend on it except for per-pixel noise,
-# which is drawn per chunk: keep it fixed so a seed always gives the same
-# images.
+# cache. The stream skips one of rendering 1's noise seeds per chunk
+# (_skip_rendering1_background_draws): keep it fixed so a seed always gives
+# the same images.
 _CHUNK_PIXELS = 256 * 32 * 32
 
 
@@ -59,9 +62,9 @@ def _chunk_size(size: int) -> int:
   return max(1, _CHUNK_PIXELS // (size * size))
 
 # Shape radius at 32x32, in pixels (scaled with the image size).
-_RADIUS_RANGE = (6.5, 10.0)
-# Minimum luminance difference between the fill and the mean background.
-_MIN_CONTRAST = 0.3
+_RADIUS_RANGE = (9.0, 12.5)
+# Minimum luminance difference between the fill and the background.
+_MIN_CONTRAST = 0.35
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -152,15 +155,24 @@ assert len(_SDFS) == NUM_CLASSES == len(CLASS_NAMES)
 
 
 # ----------------------------------------------------------------- rendering
-def _bilinear_weights(size: int, knots: int) -> np.ndarray:
-  """[size, knots] weights interpolating `knots` evenly spaced values to pixels."""
-  t = (np.arange(size) + 0.5) / size * (knots - 1)
-  i0 = np.clip(np.floor(t).astype(int), 0, knots - 2)
-  f = t - i0
-  w = np.zeros((size, knots), np.float32)
-  w[np.arange(size), i0] = 1 - f
-  w[np.arange(size), i0 + 1] = f
-  return w
+def _skip_rendering1_background_draws(rng: np.random.Generator, n: int, size: int):
+  """Advances rng past rendering 1's gradient, blob, texture and noise draws.
+
+  Why: the fill colours that follow keep their place in the stream, so a
+  seed's images in renderings 1 and 3 differ by background and radius only,
+  and the measured demo runs of rendering 3 (BUILD_NOTES) used this stream.
+  """
+  chunks = (n + _chunk_size(size) - 1) // _chunk_size(size)
+  rng.uniform(-0.25, 0.25, (n, 3))
+  rng.uniform(0.0, 2 * math.pi, n)
+  rng.normal(0.0, 0.07, (n, 3, 3, 3))
+  rng.choice(4, n, p=[0.4, 0.2, 0.2, 0.2])
+  rng.uniform(0.05, 0.12, n)
+  rng.uniform(0.4, 1.0, (n, 3))
+  rng.choice([-1.0, 1.0], (n, 1))
+  for low, high in ((0.12, 0.3), (0.0, math.pi), (0.0, 2 * math.pi)):
+    rng.uniform(low, high, n)
+  rng.integers(0, 2**63 - 1, chunks)
 
 
 def _draw_params(labels: np.ndarray, rng: np.random.Generator, size: int):
@@ -173,24 +185,11 @@ def _draw_params(labels: np.ndarray, rng: np.random.Generator, size: int):
   margin = p["radius"] + 0.5
   p["cx"] = margin + rng.uniform(0, 1, n) * (size - 2 * margin)
   p["cy"] = margin + rng.uniform(0, 1, n) * (size - 2 * margin)
-  # Background: base colour, a linear gradient, low-frequency blobs.
-  p["base"] = rng.uniform(0.0, 1.0, (n, 3))
-  p["grad_delta"] = rng.uniform(-0.25, 0.25, (n, 3))
-  p["grad_angle"] = rng.uniform(0.0, 2 * math.pi, n)
-  p["blobs"] = rng.normal(0.0, 0.07, (n, 3, 3, 3))
-  # Texture: 0 none, 1 stripes, 2 checks, 3 noise.
-  p["texture"] = rng.choice(4, n, p=[0.4, 0.2, 0.2, 0.2])
-  p["tex_amp"] = rng.uniform(0.05, 0.12, n)
-  p["tex_tint"] = rng.uniform(0.4, 1.0, (n, 3)) * rng.choice([-1.0, 1.0], (n, 1))
-  p["tex_freq"] = rng.uniform(0.12, 0.3, n) / scale  # cycles per pixel
-  p["tex_angle"] = rng.uniform(0.0, math.pi, n)
-  p["tex_phase"] = rng.uniform(0.0, 2 * math.pi, n)
-  chunk = _chunk_size(size)
-  p["chunk_seeds"] = rng.integers(0, 2**63 - 1, (n + chunk - 1) // chunk)
-  # Fill colour: uniform RGB, redrawn until it stands out from the mean
-  # background luminance (never depends on the class).
-  mean_bg = np.clip(p["base"] + 0.5 * p["grad_delta"], 0, 1)
-  bg_luma = mean_bg @ _LUMA
+  p["background"] = rng.uniform(0.0, 1.0, (n, 3))
+  _skip_rendering1_background_draws(rng, n, size)
+  # Fill colour: uniform RGB, redrawn until it stands out from the
+  # background's luminance (never depends on the class).
+  bg_luma = p["background"] @ _LUMA
   fg = rng.uniform(0.0, 1.0, (n, 3))
   for _ in range(32):
     bad = np.abs(fg @ _LUMA - bg_luma) < _MIN_CONTRAST
@@ -226,46 +225,6 @@ def _coverage(labels, p, sl: slice, size: int) -> np.ndarray:
                  + (out[:, 0::2, 1::2] + out[:, 1::2, 1::2]))
 
 
-def _background(p, sl: slice, size: int, rng: np.random.Generator) -> np.ndarray:
-  """Background colours float32 [n, 3, size, size] (channels first), in [0, 1]."""
-  # Channels first: numpy broadcasts much faster over a last axis of `size`
-  # than over a last axis of 3.
-  n = sl.stop - sl.start
-  xs = np.arange(size, dtype=np.float32) + 0.5
-  x = xs[None, None, :]
-  y = xs[None, :, None]
-  col = lambda a: np.asarray(a[sl], np.float32)  # noqa: E731
-  ga = col(p["grad_angle"])[:, None, None]
-  t = ((x - size / 2) * np.cos(ga) + (y - size / 2) * np.sin(ga)) / size + 0.5
-  w = _bilinear_weights(size, 3)
-  bg = np.matmul(np.matmul(w, col(p["blobs"]).transpose(0, 3, 1, 2)), w.T)
-  bg += col(p["base"])[:, :, None, None]
-  bg += t[:, None] * col(p["grad_delta"])[:, :, None, None]
-
-  # Texture pattern in [-1, 1], computed only for the images that have it.
-  tex = p["texture"][sl]
-  pattern = np.zeros((n, size, size), np.float32)
-  for kind in (1, 2, 3):
-    idx = np.nonzero(tex == kind)[0]
-    if not len(idx):
-      continue
-    if kind == 3:  # noise
-      pattern[idx] = rng.random((len(idx), size, size), np.float32) * 2.0 - 1.0
-      continue
-    freq = col(p["tex_freq"])[idx, None, None]
-    ta = col(p["tex_angle"])[idx, None, None]
-    phase = col(p["tex_phase"])[idx, None, None]
-    wave = np.sin(2 * math.pi * freq * (x * np.cos(ta) + y * np.sin(ta)) + phase)
-    if kind == 1:  # stripes
-      pattern[idx] = wave
-    else:  # checks
-      across = np.sin(2 * math.pi * freq * (y * np.cos(ta) - x * np.sin(ta)))
-      pattern[idx] = np.sign(wave * across)
-  amp = col(p["tex_amp"])[:, None] * col(p["tex_tint"])
-  bg += pattern[:, None] * amp[:, :, None, None]
-  return np.clip(bg, 0.0, 1.0, out=bg)
-
-
 def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32,
                   *, return_masks: bool = False):
   """Draws one image per label.
@@ -290,11 +249,10 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = 32,
   images = np.empty((n, size, size, 3), np.uint8)
   masks = np.empty((n, size, size), np.float32) if return_masks else None
   chunk = _chunk_size(size)
-  for k, start in enumerate(range(0, n, chunk)):
+  for start in range(0, n, chunk):
     sl = slice(start, min(n, start + chunk))
-    chunk_rng = np.random.default_rng(int(p["chunk_seeds"][k]))
     cov = _coverage(labels, p, sl, size)
-    bg = _background(p, sl, size, chunk_rng)
+    bg = np.asarray(p["background"][sl], np.float32)[:, :, None, None]  # [n, 3, 1, 1]
     fg = np.asarray(p["fg"][sl], np.float32)[:, :, None, None]
     img = bg + cov[:, None] * (fg - bg)  # [n, 3, size, size]
     images[sl] = np.round(img * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)
